@@ -1,0 +1,193 @@
+"""Graph adapter: read one device and its Intune record with the msgraph-sdk.
+
+Imports msgraph (heavy: seconds on first use): only the processor, the sync and the CLI load it,
+never the webhook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph import GraphServiceClient
+from msgraph.generated.device_management.managed_devices.managed_devices_request_builder import (
+    ManagedDevicesRequestBuilder,
+)
+from msgraph.generated.devices.item.device_item_request_builder import DeviceItemRequestBuilder
+from msgraph.generated.models.device import Device
+from msgraph.generated.models.managed_device import ManagedDevice
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_request_adapter import options as sdk_default_options
+from msgraph_core import GraphClientFactory
+
+from shared.identity import SimulatorCredential, credential
+from shared.models import DeviceSnapshot, ManagedDeviceSnapshot
+from shared.retry import RetryPolicy, Transient, retrying
+from shared.settings import Settings
+
+log = logging.getLogger("devicemon.graph")
+GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
+DEVICE_SELECT = [
+    "id",
+    "deviceId",
+    "displayName",
+    "accountEnabled",
+    "isCompliant",
+    "isManaged",
+    "trustType",
+    "operatingSystem",
+    "operatingSystemVersion",
+    "approximateLastSignInDateTime",
+    "registrationDateTime",
+    "mdmAppId",
+]
+MANAGED_SELECT = [
+    "id",
+    "azureADDeviceId",
+    "complianceState",
+    "managementAgent",
+    "complianceGracePeriodExpirationDateTime",
+    "lastSyncDateTime",
+    "userPrincipalName",
+]
+_RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def make_client(settings: Settings) -> GraphServiceClient:
+    """A Graph client whose own retry handler is off: shared.retry is the one retry mechanism."""
+    cred: Any = SimulatorCredential() if settings.graph_credential == "simulator" else credential(settings, aio=True)
+    auth = AzureIdentityAuthenticationProvider(cred, scopes=GRAPH_SCOPES)
+    options = dict(sdk_default_options)
+    options[RetryHandlerOption.get_key()] = RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
+    http = GraphClientFactory.create_with_default_middleware(options=options)
+    http.timeout = httpx.Timeout(30.0)
+    client = GraphServiceClient(request_adapter=GraphRequestAdapter(auth, client=http))
+    client.request_adapter.base_url = settings.graph_base_url
+    return client
+
+
+def classify_graph_error(exc: BaseException) -> Transient | None:
+    if isinstance(exc, APIError):
+        status = exc.response_status_code or 0
+        if status not in _RETRYABLE_STATUS:
+            return None
+        return Transient(retry_after=_retry_after(exc.response_headers))
+    if isinstance(exc, httpx.TransportError):
+        return Transient()
+    return None
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    for key, value in dict(headers).items():
+        if str(key).lower() == "retry-after":
+            raw = value[0] if isinstance(value, list | tuple | set) and value else value
+            try:
+                return max(0.0, float(str(next(iter(raw)) if isinstance(raw, set) else raw)))
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def device_snapshot(object_id: str, device: Device | None) -> DeviceSnapshot:
+    if device is None:
+        return DeviceSnapshot(object_id=object_id, deleted=True)
+    return DeviceSnapshot(
+        object_id=device.id or object_id,
+        device_id=device.device_id,
+        display_name=device.display_name,
+        account_enabled=device.account_enabled,
+        is_compliant=device.is_compliant,
+        is_managed=device.is_managed,
+        trust_type=device.trust_type,
+        operating_system=device.operating_system,
+        operating_system_version=device.operating_system_version,
+        approximate_last_sign_in=device.approximate_last_sign_in_date_time,
+        registration_time=device.registration_date_time,
+        mdm_app_id=device.mdm_app_id,
+    )
+
+
+def managed_snapshot(managed: ManagedDevice) -> ManagedDeviceSnapshot:
+    return ManagedDeviceSnapshot(
+        managed_device_id=managed.id or "",
+        compliance_state=managed.compliance_state.value if managed.compliance_state else None,
+        management_agent=managed.management_agent.value if managed.management_agent else None,
+        grace_period_expires=managed.compliance_grace_period_expiration_date_time,
+        last_sync=managed.last_sync_date_time,
+        user_principal_name=managed.user_principal_name,
+    )
+
+
+class GraphDevices:
+    """Reads the current truth about a device. A 404 from Graph means deleted."""
+
+    def __init__(self, client: GraphServiceClient, *, intune_enabled: bool, retry: RetryPolicy) -> None:
+        self._client = client
+        self._intune_enabled = intune_enabled
+        self._retry = retry
+
+    async def read(
+        self, object_id: str, known_device_id: str | None = None
+    ) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]:
+        """The device and its Intune record. When the device id is already known (from our own
+        state) both are read in parallel: one round trip instead of two."""
+        if self._intune_enabled and known_device_id:
+            device, managed = await asyncio.gather(
+                self._device(object_id), self._managed(known_device_id)
+            )
+            if device.deleted or device.device_id == known_device_id:
+                return device, managed if not device.deleted else None
+        else:
+            device = await self._device(object_id)
+        if device.deleted or not self._intune_enabled or not device.device_id:
+            return device, None
+        return device, await self._managed(device.device_id)
+
+    async def _device(self, object_id: str) -> DeviceSnapshot:
+        config = RequestConfiguration(
+            query_parameters=DeviceItemRequestBuilder.DeviceItemRequestBuilderGetQueryParameters(
+                select=DEVICE_SELECT
+            )
+        )
+
+        async def call() -> Device | None:
+            try:
+                return await self._client.devices.by_device_id(object_id).get(request_configuration=config)
+            except APIError as exc:
+                if exc.response_status_code == 404:
+                    return None
+                raise
+
+        return device_snapshot(object_id, await retrying(call, classify_graph_error, self._retry))
+
+    async def _managed(self, device_id: str) -> ManagedDeviceSnapshot | None:
+        # azureADDeviceId is a GUID; quotes are the only thing an OData literal must escape.
+        literal = device_id.replace("'", "''")
+        config = RequestConfiguration(
+            query_parameters=ManagedDevicesRequestBuilder.ManagedDevicesRequestBuilderGetQueryParameters(
+                filter=f"azureADDeviceId eq '{literal}'", select=MANAGED_SELECT
+            )
+        )
+
+        async def call() -> list[ManagedDevice]:
+            page = await self._client.device_management.managed_devices.get(request_configuration=config)
+            return list(page.value or []) if page else []
+
+        records = await retrying(call, classify_graph_error, self._retry)
+        if not records:
+            return None
+        # A re-enrolled device can leave an older record behind: the latest check-in is current.
+        latest = max(records, key=lambda m: m.last_sync_date_time or _EPOCH)
+        return managed_snapshot(latest)

@@ -1,0 +1,27 @@
+"""Structured log events: one line per decision, readable in a terminal and queryable in
+Application Insights (the fields travel as log record attributes, i.e. customDimensions).
+
+Never pass secrets, tokens, clientState or whole payloads as fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
+    """Log `name` with key=value fields; None values are left out."""
+    present = {k: v for k, v in fields.items() if v is not None}
+    text = " ".join(f"{k}={_fmt(v)}" for k, v in present.items())
+    logger.log(level, "%s %s", name, text, extra={"devicemon": {"event": name, **present}})
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
+    return str(value)

@@ -1,0 +1,149 @@
+"""The domain's vocabulary: what we observe of a device, and what we conclude from it.
+
+Everything here is plain data (frozen dataclasses and string enums) so evaluation stays pure and
+the stored/published forms are stable strings users can filter on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Policy(StrEnum):
+    """Which device controls the organisation's Conditional Access policy requires."""
+
+    COMPLIANT_OR_HYBRID = "compliant_or_hybrid"
+    COMPLIANT = "compliant"
+    HYBRID = "hybrid"
+    COMPLIANT_AND_HYBRID = "compliant_and_hybrid"
+
+
+class JoinType(StrEnum):
+    ENTRA_JOINED = "entra_joined"
+    HYBRID_JOINED = "hybrid_joined"
+    REGISTERED = "registered"
+    UNKNOWN = "unknown"
+
+
+class Compliance(StrEnum):
+    COMPLIANT = "compliant"
+    NONCOMPLIANT = "noncompliant"
+    IN_GRACE_PERIOD = "in_grace_period"
+    UNKNOWN = "unknown"
+
+
+class Management(StrEnum):
+    INTUNE = "intune"
+    CO_MANAGED = "co_managed"
+    UNMANAGED = "unmanaged"
+    UNKNOWN = "unknown"
+
+
+class Reason(StrEnum):
+    """Why a device does not pass device-based CA. Stable strings: see docs/reason-codes.md."""
+
+    DEVICE_DELETED = "DEVICE_DELETED"
+    DEVICE_DISABLED = "DEVICE_DISABLED"
+    NOT_COMPLIANT = "NOT_COMPLIANT"
+    COMPLIANCE_UNKNOWN = "COMPLIANCE_UNKNOWN"
+    NOT_HYBRID_JOINED = "NOT_HYBRID_JOINED"
+    NOT_JOINED = "NOT_JOINED"
+
+
+class Warning_(StrEnum):
+    """Conditions worth knowing that do not change eligibility (yet)."""
+
+    UNSUPPORTED_OS = "UNSUPPORTED_OS"
+    STALE_SIGN_IN = "STALE_SIGN_IN"
+    COMPLIANCE_GRACE_PERIOD = "COMPLIANCE_GRACE_PERIOD"
+    INTUNE_CHECKIN_STALE = "INTUNE_CHECKIN_STALE"
+    COMPLIANCE_MISMATCH = "COMPLIANCE_MISMATCH"
+
+
+class Transition(StrEnum):
+    """How an evaluation relates to the previous one for the same device."""
+
+    FIRST_SEEN = "first_seen"
+    LOST = "lost"
+    RESTORED = "restored"
+    CHANGED = "changed"  # still ineligible or still eligible, but reasons/warnings/facts moved
+    UNCHANGED = "unchanged"
+
+
+class Source(StrEnum):
+    """What made devicemon look at the device."""
+
+    NOTIFICATION = "notification"
+    SYNC = "sync"
+    REPLAY = "replay"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """The Entra device object as Graph returned it, normalised. `deleted` when Graph said 404."""
+
+    object_id: str
+    device_id: str | None = None
+    display_name: str | None = None
+    account_enabled: bool | None = None
+    is_compliant: bool | None = None
+    is_managed: bool | None = None
+    trust_type: str | None = None
+    operating_system: str | None = None
+    operating_system_version: str | None = None
+    approximate_last_sign_in: datetime | None = None
+    registration_time: datetime | None = None
+    mdm_app_id: str | None = None
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedDeviceSnapshot:
+    """The Intune managed device linked by azureADDeviceId."""
+
+    managed_device_id: str
+    compliance_state: str | None = None
+    management_agent: str | None = None
+    grace_period_expires: datetime | None = None
+    last_sync: datetime | None = None
+    user_principal_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """The verdict on one observation of one device under one policy."""
+
+    policy: Policy
+    join_type: JoinType
+    compliance: Compliance
+    management: Management
+    eligible: bool
+    reasons: tuple[Reason, ...] = ()
+    warnings: tuple[Warning_, ...] = ()
+    grace_period_expires: datetime | None = None
+
+    def fingerprint_fields(self) -> tuple[object, ...]:
+        return (
+            self.policy.value,
+            self.join_type.value,
+            self.compliance.value,
+            self.management.value,
+            self.eligible,
+            tuple(r.value for r in self.reasons),
+            tuple(w.value for w in self.warnings),
+            self.grace_period_expires.isoformat() if self.grace_period_expires else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A device, its Intune record and the verdict: what one processing run saw."""
+
+    device: DeviceSnapshot
+    managed: ManagedDeviceSnapshot | None
+    evaluation: Evaluation
+    observed_at: datetime
+    source: Source
+    correlation_id: str = ""

@@ -1,0 +1,106 @@
+"""Table storage adapter: DeviceState and DeviceHistory through azure-data-tables (aio).
+
+Writes are idempotent (history rows are keyed by state version) and the state row is guarded by
+its ETag, so two writers can never both think they committed the same version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.records import STATE_ROW_KEY, HistoryRow, StateRow, history_row_key
+from shared.settings import Settings, SettingsError
+
+
+class StateConflict(Exception):
+    """Someone else wrote the state row since we read it: re-read and start over."""
+
+
+def make_service(settings: Settings) -> TableServiceClient:
+    if settings.tables_connection_string:
+        return TableServiceClient.from_connection_string(settings.tables_connection_string)
+    if settings.tables_endpoint:
+        from shared.identity import credential
+
+        return TableServiceClient(settings.tables_endpoint, credential=credential(settings, aio=True))
+    raise SettingsError(
+        "Table storage is not configured: set TablesConnection (connection string, local) or "
+        "TablesConnection__tableServiceUri (managed identity, Azure)"
+    )
+
+
+class DeviceStore:
+    def __init__(self, service: TableServiceClient, settings: Settings) -> None:
+        self._state: TableClient = service.get_table_client(settings.state_table)
+        self._history: TableClient = service.get_table_client(settings.history_table)
+        self._service = service
+        self._tables = (settings.state_table, settings.history_table)
+
+    async def ensure_tables(self) -> None:
+        for name in self._tables:
+            await self._service.create_table_if_not_exists(name)
+
+    async def get_state(self, object_id: str) -> StateRow | None:
+        try:
+            entity = await self._state.get_entity(object_id, STATE_ROW_KEY)
+        except ResourceNotFoundError:
+            return None
+        return StateRow.from_entity(entity)
+
+    async def get_history_row(self, object_id: str, version: int) -> HistoryRow | None:
+        try:
+            entity = await self._history.get_entity(object_id, history_row_key(version))
+        except ResourceNotFoundError:
+            return None
+        return HistoryRow.from_entity(entity)
+
+    async def write_history(self, row: HistoryRow) -> None:
+        """Upsert: the row for a version that never got committed (a crash between history and
+        state) is simply replaced by the observation that does commit."""
+        await self._history.upsert_entity(row.entity(), mode=UpdateMode.REPLACE)
+
+    async def commit_state(self, row: StateRow) -> StateRow:
+        """Create the row (first sighting) or replace it if nobody wrote it since we read it."""
+        try:
+            if row.etag is None:
+                result = await self._state.create_entity(row.entity())
+            else:
+                result = await self._state.update_entity(
+                    row.entity(),
+                    mode=UpdateMode.REPLACE,
+                    etag=row.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StateConflict(str(exc)) from exc
+        return StateRow(
+            record=row.record,
+            last_transition=row.last_transition,
+            last_transition_at=row.last_transition_at,
+            pending_alert=row.pending_alert,
+            etag=result.get("etag"),
+        )
+
+    async def history(self, object_id: str, limit: int | None = None) -> AsyncIterator[HistoryRow]:
+        """A device's timeline, newest first."""
+        count = 0
+        async for entity in self._history.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": object_id}
+        ):
+            yield HistoryRow.from_entity(entity)
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    async def states(self) -> AsyncIterator[StateRow]:
+        async for entity in self._state.list_entities():
+            yield StateRow.from_entity(entity)
+
+    async def close(self) -> None:
+        await self._state.close()
+        await self._history.close()
