@@ -1,0 +1,59 @@
+"""Shared fixtures: the local stack starts once per test run; tests isolate themselves by unique
+tenants, queue/topic names and table prefixes instead of restarts."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from local import stack as local_stack
+from shared import retry
+from shared.runtime import Runtime
+from shared.settings import Settings
+
+retry.set_testing(True)
+ARTIFACTS = Path(os.environ.get("DEVICEMON_ARTIFACTS", Path(__file__).resolve().parent.parent / ".artifacts"))
+CLIENT_STATE = "test-client-state-\u00e9-secret"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[local_stack.Stack]:
+    with local_stack.start(log_dir=ARTIFACTS / "stack") as running:
+        yield running
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def tenant() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def settings(stack: local_stack.Stack, tenant: str) -> Settings:
+    suffix = uuid.uuid4().hex[:10]
+    return Settings(
+        client_state=CLIENT_STATE,
+        allowed_tenant_ids=frozenset({tenant}),
+        device_changes_queue=f"device-changes-{suffix}",
+        device_alerts_topic=f"device-alerts-{suffix}",
+        service_bus_connection_string=stack.service_bus_connection,
+        tables_connection_string=stack.tables_connection,
+        table_prefix=f"t{suffix}",
+        graph_base_url=stack.graph_url(tenant),
+        graph_credential="simulator",
+        graph_max_retries=3,
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    rt = Runtime(settings)
+    yield rt
+    await rt.close()
