@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from local import stack as local_stack
+from local.graphsim.admin import SimAdmin
 from shared import retry
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -57,3 +58,10 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     rt = Runtime(settings)
     yield rt
     await rt.close()
+
+
+@pytest.fixture
+def sim(stack: local_stack.Stack, tenant: str) -> Iterator[SimAdmin]:
+    with SimAdmin(stack.graph_root, tenant) as admin:
+        admin.ensure()
+        yield admin

@@ -21,7 +21,7 @@ def drain_sessions(connection: str, queue: str, wait: float = 1.0) -> list[Servi
                         for message in batch:
                             receiver.complete_message(message)
                         found.extend(batch)
-                        batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.3)
+                        batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.05)
             except OperationTimeoutError:
                 return found
 
@@ -39,7 +39,7 @@ def drain_subscription(
             for message in batch:
                 receiver.complete_message(message)
             found.extend(batch)
-            batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.3)
+            batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.05)
     return found
 
 
@@ -53,7 +53,7 @@ def drain_dead_letters(connection: str, queue: str, wait: float = 1.0) -> list[S
             for message in batch:
                 receiver.complete_message(message)
             found.extend(batch)
-            batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.3)
+            batch = receiver.receive_messages(max_message_count=500, max_wait_time=0.05)
     return found
 
 
