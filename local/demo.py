@@ -1,0 +1,283 @@
+"""`make run`: the whole of devicemon on the local stack, with a story.
+
+Starts Azurite, the AMQP broker, the Graph simulator and the dev host (running function_app's
+triggers), creates a Graph subscription (the validation handshake hits our webhook), takes a
+baseline of a small tenant, then breaks and repairs devices. Every change travels the real path:
+simulator → change notification → webhook → queue → processor → Table storage → alert topic.
+Each alert is printed as it is published; the demo ends with every device's timeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from local import stack as local_stack
+from local.graphsim.admin import AsyncSimAdmin
+
+TENANT = "c0ffee00-0000-4000-8000-000000000042"
+COLOR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
+
+
+def paint(text: str, code: str) -> str:
+    return f"\033[{code}m{text}\033[0m" if COLOR else text
+
+
+def bold(text: str) -> str:
+    return paint(text, "1")
+
+
+def dim(text: str) -> str:
+    return paint(text, "2")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+FLEET: list[dict[str, Any]] = [
+    {"name": "LAPTOP-0042", "trust": "AzureAd", "compliant": True, "upn": "adele.vance", "os": "10.0.22631.4460"},
+    {"name": "DESKTOP-HR-07", "trust": "ServerAd", "compliant": None, "upn": None, "os": "10.0.19045.5131", "intune": False},
+    {"name": "SURFACE-SALES-3", "trust": "AzureAd", "compliant": True, "upn": "lynne.robbins", "os": "10.0.26100.2314"},
+    {"name": "KIOSK-LOBBY", "trust": "ServerAd", "compliant": None, "upn": None, "os": "6.3.9600", "intune": False},
+    {"name": "CAD-WS-11", "trust": "ServerAd", "compliant": True, "upn": "megan.bowen", "os": "10.0.22631.4460", "agent": "configurationManagerClientMdm"},
+    {"name": "PIXEL-BYOD-19", "trust": "Workplace", "compliant": False, "upn": "diego.siciliani", "os": "14", "osname": "Android"},
+]
+
+
+def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
+    return {
+        "GRAPH_CLIENT_STATE": client_state,
+        "ALLOWED_TENANT_IDS": TENANT,
+        "ServiceBusConnection": stack.service_bus_connection,
+        "TablesConnection": stack.tables_connection,
+        "DEVICE_CHANGES_QUEUE": "device-changes",
+        "DEVICE_ALERTS_TOPIC": "device-alerts",
+        "GRAPH_BASE_URL": stack.graph_url(TENANT),
+        "GRAPH_CREDENTIAL": "simulator",
+        "CA_POLICY": "compliant_or_hybrid",
+    }
+
+
+async def build_tenant(sim: AsyncSimAdmin) -> dict[str, dict[str, Any]]:
+    devices: dict[str, dict[str, Any]] = {}
+    for spec in FLEET:
+        intune = spec.get("intune", True)
+        device = {
+            "id": str(uuid.uuid4()),
+            "deviceId": str(uuid.uuid4()),
+            "displayName": spec["name"],
+            "trustType": spec["trust"],
+            "isCompliant": spec["compliant"],
+            "isManaged": intune,
+            "accountEnabled": True,
+            "operatingSystem": spec.get("osname", "Windows"),
+            "operatingSystemVersion": spec["os"],
+            "mdmAppId": "0000000a-0000-0000-c000-000000000000" if intune else None,
+        }
+        await sim.upsert_device(notify=False, **device)
+        if intune:
+            managed = await sim.upsert_managed_device(
+                azureADDeviceId=device["deviceId"],
+                deviceName=spec["name"],
+                complianceState="compliant" if spec["compliant"] else "noncompliant",
+                managementAgent=spec.get("agent", "mdm"),
+                userPrincipalName=f"{spec['upn']}@contoso.example" if spec["upn"] else "",
+            )
+            device["managedId"] = managed["id"]
+        devices[spec["name"]] = device
+    return devices
+
+
+def describe_alert(alert: dict[str, Any]) -> str:
+    data = alert["data"]
+    device = data["device"]
+    lost = alert["type"].endswith(".lost")
+    head = paint("✖ LOST", "1;31") if lost else paint("✔ RESTORED", "1;32")
+    reasons = data["current"]["reasons"] if lost else data["previous"]["reasons"]
+    why = ("because " if lost else "resolved: ") + ", ".join(reasons)
+    where = f"{device['joinType'].replace('_', ' ')}, {device['operatingSystem']} {device['operatingSystemVersion']}"
+    return (
+        f"  {head} {bold(device['displayName'] or device['objectId'])} ({where}) {why}\n"
+        f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
+    )
+
+
+class AlertWatcher:
+    """Receives from the topic's `teams` subscription, like a consumer would."""
+
+    def __init__(self, connection: str) -> None:
+        self._connection = connection
+        self.seen: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+
+    async def run(self) -> None:
+        from azure.servicebus.aio import ServiceBusClient
+
+        async with ServiceBusClient.from_connection_string(self._connection) as client:
+            receiver = client.get_subscription_receiver("device-alerts", "teams")
+            async with receiver:
+                while True:
+                    for message in await receiver.receive_messages(max_message_count=50, max_wait_time=1):
+                        alert = json.loads(b"".join(message.body))
+                        say(describe_alert(alert))
+                        self.seen.append(alert)
+                        await receiver.complete_message(message)
+                        self._arrived.set()
+
+    async def expect(self, count: int, within: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        target = len(self.seen) + count
+        while len(self.seen) < target:
+            self._arrived.clear()
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"expected {count} more alert(s), saw {len(self.seen) - target + count}")
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                continue
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the demo waited too long for the pipeline")
+        await asyncio.sleep(0.1)
+
+
+async def show_timelines(devices: dict[str, dict[str, Any]]) -> None:
+    from shared.runtime import current
+
+    store = await current().store()
+    say(bold("\nTimelines (DeviceHistory, newest first)"))
+    for name, device in devices.items():
+        state = await store.get_state(device["id"])
+        verdict = "unknown"
+        if state:
+            verdict = paint("eligible", "32") if state.record.eligible else paint("INELIGIBLE", "31")
+        say(f"\n  {bold(name)} — now {verdict}")
+        async for row in store.history(device["id"]):
+            record = row.record
+            when = record.evaluated_at.strftime("%H:%M:%S")
+            mark = {"lost": paint("lost", "31"), "restored": paint("restored", "32")}.get(row.transition, row.transition)
+            reasons = ",".join(record.reasons) or "-"
+            warnings = f"  warnings: {','.join(record.warnings)}" if record.warnings else ""
+            say(f"    v{record.version}  {when}  {mark:<20} {record.join_type:<14} {record.compliance:<16} reasons: {reasons}{warnings}")
+
+
+async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str) -> None:
+    from shared.changes import DeviceChange
+    from shared.models import Source
+    from shared.runtime import current
+
+    async with AsyncSimAdmin(stack.graph_root, TENANT) as sim:
+        await sim.ensure()
+        devices = await build_tenant(sim)
+        say(f"{bold('Tenant')} {TENANT}: {len(devices)} devices, policy {bold('compliant_or_hybrid')} "
+            "(CA needs a compliant OR a hybrid joined device)")
+
+        async with httpx.AsyncClient() as http:
+            expiry = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+            response = await http.post(
+                f"{stack.graph_url(TENANT)}/subscriptions",
+                json={
+                    "changeType": "updated,deleted",
+                    "notificationUrl": webhook_url,
+                    "resource": "devices",
+                    "expirationDateTime": expiry,
+                    "clientState": client_state,
+                },
+                headers={"Authorization": "Bearer simulator-token"},
+            )
+            response.raise_for_status()
+        say(f"{bold('Subscription')} created on /devices; Graph's validation handshake answered by {webhook_url}")
+
+        watcher = AlertWatcher(stack.service_bus_connection)
+        watch = asyncio.create_task(watcher.run())
+        store = await current().store()
+
+        async def all_seen() -> bool:
+            states = [await store.get_state(d["id"]) for d in devices.values()]
+            return all(s is not None for s in states)
+
+        now = datetime.now(UTC).isoformat()
+        baseline = [
+            DeviceChange(d["id"], "baseline", Source.SYNC, f"baseline-{d['id']}", f"baseline-{d['id']}", now)
+            for d in devices.values()
+        ]
+        await current().change_queue().send(baseline)
+        await wait_until(all_seen)
+        say(f"{bold('Baseline')}: every device evaluated once (first sightings are recorded, never alerted)\n")
+
+        async def step(title: str, action: Awaitable[Any], alerts: int) -> None:
+            say(bold(f"▶ {title}"))
+            await action
+            await sim.flush_notifications()
+            await watcher.expect(alerts)
+            if alerts == 0:
+                await asyncio.sleep(1.5)  # give a wrong alert the chance to show up
+                say(dim("  (no alert, as it should be)"))
+            say()
+
+        laptop, hr, surface, kiosk = (devices[n] for n in ("LAPTOP-0042", "DESKTOP-HR-07", "SURFACE-SALES-3", "KIOSK-LOBBY"))
+        await step(
+            "Intune marks LAPTOP-0042 noncompliant (BitLocker turned off)",
+            sim.patch_managed_device(laptop["managedId"], complianceState="noncompliant"),
+            1,
+        )
+        await step(
+            "DESKTOP-HR-07 loses its hybrid join (re-registered as a personal device)",
+            sim.patch_device(hr["id"], trustType="Workplace"),
+            1,
+        )
+        await step("An admin disables SURFACE-SALES-3 in Entra ID", sim.patch_device(surface["id"], accountEnabled=False), 1)
+        await step("KIOSK-LOBBY is deleted from the directory", sim.delete_device(kiosk["id"]), 1)
+
+        async def replay_storm() -> None:
+            for _ in range(5):
+                await sim.patch_device(laptop["id"], displayName="LAPTOP-0042")
+        await step("Graph sends five more notifications for LAPTOP-0042 with nothing new", replay_storm(), 0)
+        await step(
+            "LAPTOP-0042 is fixed: Intune reports it compliant again",
+            sim.patch_managed_device(laptop["managedId"], complianceState="compliant"),
+            1,
+        )
+        await step("SURFACE-SALES-3 is enabled again", sim.patch_device(surface["id"], accountEnabled=True), 1)
+
+        watch.cancel()
+        say(bold(f"{len(watcher.seen)} alerts published") + dim(" (CloudEvents on topic device-alerts, validated schema in docs/alert.schema.json)"))
+        await show_timelines(devices)
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    say(bold("devicemon demo") + dim(" — local stack: Azurite, AMQP broker, Graph simulator, dev host"))
+    with local_stack.start() as stack:
+        client_state = secrets.token_urlsafe(32)
+        os.environ.update(settings_env(stack, client_state))
+        from local.devhost import DevHost
+        from shared.runtime import current
+
+        async with DevHost("function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2) as host:
+            say(dim(f"dev host on {host.base_url}; Tables :{stack.tables_port}, broker :{stack.broker_port}, Graph :{stack.graph_port}\n"))
+            try:
+                await scenario(stack, client_state, f"{host.api_url}/graph/notifications")
+            finally:
+                await current().close()
+    say(dim("\nEverything the demo started has been stopped."))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
