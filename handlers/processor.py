@@ -29,7 +29,9 @@ def parse(msg: func.ServiceBusMessage) -> DeviceChange:
     except ChangeMessageError as exc:
         raise PoisonMessage(str(exc)) from exc
     if msg.session_id and msg.session_id != change.device_id:
-        raise PoisonMessage(f"session id {msg.session_id!r} does not match device {change.device_id!r}")
+        raise PoisonMessage(
+            f"session id {msg.session_id!r} does not match device {change.device_id!r}"
+        )
     return change
 
 

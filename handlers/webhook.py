@@ -52,11 +52,15 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
     body = body_within_limit(req, settings.max_notification_bytes)
     if body is None:
         logs.event(log, "notification_rejected", level=logging.WARNING, outcome="too_large")
-        return json_error(413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes")
+        return json_error(
+            413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes"
+        )
     try:
         items = parse_collection(body)
     except MalformedNotification as exc:
-        logs.event(log, "notification_rejected", level=logging.WARNING, outcome="malformed", error=str(exc))
+        logs.event(
+            log, "notification_rejected", level=logging.WARNING, outcome="malformed", error=str(exc)
+        )
         return json_error(400, "malformedNotification", str(exc))
 
     received_at = datetime.now(UTC).isoformat()
@@ -73,8 +77,16 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
             await rt.change_queue().send(result.changes)
         except Exception as exc:
             # Not durably queued: a 5xx makes Graph deliver again; a 202 would lose the change.
-            logs.event(log, "enqueue_failed", level=logging.ERROR, error=type(exc).__name__, count=len(result.changes))
-            return json_error(503, "enqueueFailed", "could not queue the notifications; retry later")
+            logs.event(
+                log,
+                "enqueue_failed",
+                level=logging.ERROR,
+                error=type(exc).__name__,
+                count=len(result.changes),
+            )
+            return json_error(
+                503, "enqueueFailed", "could not queue the notifications; retry later"
+            )
     for change in result.changes:
         logs.event(
             log,

@@ -46,12 +46,52 @@ def say(text: str = "") -> None:
 
 
 FLEET: list[dict[str, Any]] = [
-    {"name": "LAPTOP-0042", "trust": "AzureAd", "compliant": True, "upn": "adele.vance", "os": "10.0.22631.4460"},
-    {"name": "DESKTOP-HR-07", "trust": "ServerAd", "compliant": None, "upn": None, "os": "10.0.19045.5131", "intune": False},
-    {"name": "SURFACE-SALES-3", "trust": "AzureAd", "compliant": True, "upn": "lynne.robbins", "os": "10.0.26100.2314"},
-    {"name": "KIOSK-LOBBY", "trust": "ServerAd", "compliant": None, "upn": None, "os": "6.3.9600", "intune": False},
-    {"name": "CAD-WS-11", "trust": "ServerAd", "compliant": True, "upn": "megan.bowen", "os": "10.0.22631.4460", "agent": "configurationManagerClientMdm"},
-    {"name": "PIXEL-BYOD-19", "trust": "Workplace", "compliant": False, "upn": "diego.siciliani", "os": "14", "osname": "Android"},
+    {
+        "name": "LAPTOP-0042",
+        "trust": "AzureAd",
+        "compliant": True,
+        "upn": "adele.vance",
+        "os": "10.0.22631.4460",
+    },
+    {
+        "name": "DESKTOP-HR-07",
+        "trust": "ServerAd",
+        "compliant": None,
+        "upn": None,
+        "os": "10.0.19045.5131",
+        "intune": False,
+    },
+    {
+        "name": "SURFACE-SALES-3",
+        "trust": "AzureAd",
+        "compliant": True,
+        "upn": "lynne.robbins",
+        "os": "10.0.26100.2314",
+    },
+    {
+        "name": "KIOSK-LOBBY",
+        "trust": "ServerAd",
+        "compliant": None,
+        "upn": None,
+        "os": "6.3.9600",
+        "intune": False,
+    },
+    {
+        "name": "CAD-WS-11",
+        "trust": "ServerAd",
+        "compliant": True,
+        "upn": "megan.bowen",
+        "os": "10.0.22631.4460",
+        "agent": "configurationManagerClientMdm",
+    },
+    {
+        "name": "PIXEL-BYOD-19",
+        "trust": "Workplace",
+        "compliant": False,
+        "upn": "diego.siciliani",
+        "os": "14",
+        "osname": "Android",
+    },
 ]
 
 
@@ -128,7 +168,9 @@ class AlertWatcher:
             receiver = client.get_subscription_receiver("device-alerts", "teams")
             async with receiver:
                 while True:
-                    for message in await receiver.receive_messages(max_message_count=50, max_wait_time=1):
+                    for message in await receiver.receive_messages(
+                        max_message_count=50, max_wait_time=1
+                    ):
                         alert = json.loads(b"".join(message.body))
                         say(describe_alert(alert))
                         self.seen.append(alert)
@@ -142,7 +184,9 @@ class AlertWatcher:
             self._arrived.clear()
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
-                raise TimeoutError(f"expected {count} more alert(s), saw {len(self.seen) - target + count}")
+                raise TimeoutError(
+                    f"expected {count} more alert(s), saw {len(self.seen) - target + count}"
+                )
             try:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
@@ -166,15 +210,21 @@ async def show_timelines(devices: dict[str, dict[str, Any]]) -> None:
         state = await store.get_state(device["id"])
         verdict = "unknown"
         if state:
-            verdict = paint("eligible", "32") if state.record.eligible else paint("INELIGIBLE", "31")
+            verdict = (
+                paint("eligible", "32") if state.record.eligible else paint("INELIGIBLE", "31")
+            )
         say(f"\n  {bold(name)} — now {verdict}")
         async for row in store.history(device["id"]):
             record = row.record
             when = record.evaluated_at.strftime("%H:%M:%S")
-            mark = {"lost": paint("lost", "31"), "restored": paint("restored", "32")}.get(row.transition, row.transition)
+            mark = {"lost": paint("lost", "31"), "restored": paint("restored", "32")}.get(
+                row.transition, row.transition
+            )
             reasons = ",".join(record.reasons) or "-"
             warnings = f"  warnings: {','.join(record.warnings)}" if record.warnings else ""
-            say(f"    v{record.version}  {when}  {mark:<20} {record.join_type:<14} {record.compliance:<16} reasons: {reasons}{warnings}")
+            say(
+                f"    v{record.version}  {when}  {mark:<20} {record.join_type:<14} {record.compliance:<16} reasons: {reasons}{warnings}"
+            )
 
 
 async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str) -> None:
@@ -185,8 +235,10 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
     async with AsyncSimAdmin(stack.graph_root, TENANT) as sim:
         await sim.ensure()
         devices = await build_tenant(sim)
-        say(f"{bold('Tenant')} {TENANT}: {len(devices)} devices, policy {bold('compliant_or_hybrid')} "
-            "(CA needs a compliant OR a hybrid joined device)")
+        say(
+            f"{bold('Tenant')} {TENANT}: {len(devices)} devices, policy {bold('compliant_or_hybrid')} "
+            "(CA needs a compliant OR a hybrid joined device)"
+        )
 
         async with httpx.AsyncClient() as http:
             expiry = (datetime.now(UTC) + timedelta(days=2)).isoformat()
@@ -202,7 +254,9 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
                 headers={"Authorization": "Bearer simulator-token"},
             )
             response.raise_for_status()
-        say(f"{bold('Subscription')} created on /devices; Graph's validation handshake answered by {webhook_url}")
+        say(
+            f"{bold('Subscription')} created on /devices; Graph's validation handshake answered by {webhook_url}"
+        )
 
         watcher = AlertWatcher(stack.service_bus_connection)
         watch = asyncio.create_task(watcher.run())
@@ -214,12 +268,16 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
 
         now = datetime.now(UTC).isoformat()
         baseline = [
-            DeviceChange(d["id"], "baseline", Source.SYNC, f"baseline-{d['id']}", f"baseline-{d['id']}", now)
+            DeviceChange(
+                d["id"], "baseline", Source.SYNC, f"baseline-{d['id']}", f"baseline-{d['id']}", now
+            )
             for d in devices.values()
         ]
         await current().change_queue().send(baseline)
         await wait_until(all_seen)
-        say(f"{bold('Baseline')}: every device evaluated once (first sightings are recorded, never alerted)\n")
+        say(
+            f"{bold('Baseline')}: every device evaluated once (first sightings are recorded, never alerted)\n"
+        )
 
         async def step(title: str, action: Awaitable[Any], alerts: int) -> None:
             say(bold(f"▶ {title}"))
@@ -231,7 +289,9 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
                 say(dim("  (no alert, as it should be)"))
             say()
 
-        laptop, hr, surface, kiosk = (devices[n] for n in ("LAPTOP-0042", "DESKTOP-HR-07", "SURFACE-SALES-3", "KIOSK-LOBBY"))
+        laptop, hr, surface, kiosk = (
+            devices[n] for n in ("LAPTOP-0042", "DESKTOP-HR-07", "SURFACE-SALES-3", "KIOSK-LOBBY")
+        )
         await step(
             "Intune marks LAPTOP-0042 noncompliant (BitLocker turned off)",
             sim.patch_managed_device(laptop["managedId"], complianceState="noncompliant"),
@@ -242,36 +302,63 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
             sim.patch_device(hr["id"], trustType="Workplace"),
             1,
         )
-        await step("An admin disables SURFACE-SALES-3 in Entra ID", sim.patch_device(surface["id"], accountEnabled=False), 1)
+        await step(
+            "An admin disables SURFACE-SALES-3 in Entra ID",
+            sim.patch_device(surface["id"], accountEnabled=False),
+            1,
+        )
         await step("KIOSK-LOBBY is deleted from the directory", sim.delete_device(kiosk["id"]), 1)
 
         async def replay_storm() -> None:
             for _ in range(5):
                 await sim.patch_device(laptop["id"], displayName="LAPTOP-0042")
-        await step("Graph sends five more notifications for LAPTOP-0042 with nothing new", replay_storm(), 0)
+
+        await step(
+            "Graph sends five more notifications for LAPTOP-0042 with nothing new",
+            replay_storm(),
+            0,
+        )
         await step(
             "LAPTOP-0042 is fixed: Intune reports it compliant again",
             sim.patch_managed_device(laptop["managedId"], complianceState="compliant"),
             1,
         )
-        await step("SURFACE-SALES-3 is enabled again", sim.patch_device(surface["id"], accountEnabled=True), 1)
+        await step(
+            "SURFACE-SALES-3 is enabled again",
+            sim.patch_device(surface["id"], accountEnabled=True),
+            1,
+        )
 
         watch.cancel()
-        say(bold(f"{len(watcher.seen)} alerts published") + dim(" (CloudEvents on topic device-alerts, validated schema in docs/alert.schema.json)"))
+        say(
+            bold(f"{len(watcher.seen)} alerts published")
+            + dim(
+                " (CloudEvents on topic device-alerts, validated schema in docs/alert.schema.json)"
+            )
+        )
         await show_timelines(devices)
 
 
 async def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
-    say(bold("devicemon demo") + dim(" — local stack: Azurite, AMQP broker, Graph simulator, dev host"))
+    say(
+        bold("devicemon demo")
+        + dim(" — local stack: Azurite, AMQP broker, Graph simulator, dev host")
+    )
     with local_stack.start() as stack:
         client_state = secrets.token_urlsafe(32)
         os.environ.update(settings_env(stack, client_state))
         from local.devhost import DevHost
         from shared.runtime import current
 
-        async with DevHost("function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2) as host:
-            say(dim(f"dev host on {host.base_url}; Tables :{stack.tables_port}, broker :{stack.broker_port}, Graph :{stack.graph_port}\n"))
+        async with DevHost(
+            "function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2
+        ) as host:
+            say(
+                dim(
+                    f"dev host on {host.base_url}; Tables :{stack.tables_port}, broker :{stack.broker_port}, Graph :{stack.graph_port}\n"
+                )
+            )
             try:
                 await scenario(stack, client_state, f"{host.api_url}/graph/notifications")
             finally:

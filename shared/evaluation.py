@@ -18,8 +18,8 @@ from shared.models import (
     DeviceSnapshot,
     Evaluation,
     JoinType,
-    Management,
     ManagedDeviceSnapshot,
+    Management,
     Policy,
     Reason,
     Transition,
@@ -28,7 +28,9 @@ from shared.models import (
 
 # Intune's own first-party application id, as written in device.mdmAppId.
 INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
-CO_MANAGEMENT_AGENTS = frozenset({"configurationManagerClientMdm", "configurationManagerClientMdmEas"})
+CO_MANAGEMENT_AGENTS = frozenset(
+    {"configurationManagerClientMdm", "configurationManagerClientMdmEas"}
+)
 _TRUST_TYPES = {
     "azuread": JoinType.ENTRA_JOINED,
     "serverad": JoinType.HYBRID_JOINED,
@@ -99,7 +101,11 @@ def _missing_controls(
     elif policy is Policy.HYBRID:
         failed = (join_reason,)
     elif policy is Policy.COMPLIANT_OR_HYBRID:
-        failed = () if compliance_reason is None or join_reason is None else (compliance_reason, join_reason)
+        failed = (
+            ()
+            if compliance_reason is None or join_reason is None
+            else (compliance_reason, join_reason)
+        )
     else:
         failed = (compliance_reason, join_reason)
     return tuple(r for r in failed if r is not None)
@@ -123,7 +129,9 @@ def _warnings(
         found.append(Warning_.COMPLIANCE_GRACE_PERIOD)
     if managed is not None:
         last_sync = managed.last_sync
-        if last_sync is not None and now - last_sync > timedelta(days=options.intune_checkin_stale_days):
+        if last_sync is not None and now - last_sync > timedelta(
+            days=options.intune_checkin_stale_days
+        ):
             found.append(Warning_.INTUNE_CHECKIN_STALE)
         state = (managed.compliance_state or "").lower()
         if (state == "compliant" and device.is_compliant is False) or (
@@ -156,7 +164,11 @@ def evaluate(
     # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
     disabled = device.account_enabled is False
     reasons = ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing
-    grace_expiry = managed.grace_period_expires if compliance is Compliance.IN_GRACE_PERIOD and managed else None
+    grace_expiry = (
+        managed.grace_period_expires
+        if compliance is Compliance.IN_GRACE_PERIOD and managed
+        else None
+    )
     return Evaluation(
         policy=policy,
         join_type=join_type,

@@ -65,10 +65,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def make_client(settings: Settings) -> GraphServiceClient:
     """A Graph client whose own retry handler is off: shared.retry is the one retry mechanism."""
-    cred: Any = SimulatorCredential() if settings.graph_credential == "simulator" else credential(settings, aio=True)
+    cred: Any = (
+        SimulatorCredential()
+        if settings.graph_credential == "simulator"
+        else credential(settings, aio=True)
+    )
     auth = AzureIdentityAuthenticationProvider(cred, scopes=GRAPH_SCOPES)
     options = dict(sdk_default_options)
-    options[RetryHandlerOption.get_key()] = RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
+    options[RetryHandlerOption.get_key()] = RetryHandlerOption(
+        delay=0, max_retries=0, should_retry=False
+    )
     http = GraphClientFactory.create_with_default_middleware(options=options)
     http.timeout = httpx.Timeout(30.0)
     client = GraphServiceClient(request_adapter=GraphRequestAdapter(auth, client=http))
@@ -88,16 +94,21 @@ def classify_graph_error(exc: BaseException) -> Transient | None:
 
 
 def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    for key, value in dict(headers).items():
-        if str(key).lower() == "retry-after":
-            raw = value[0] if isinstance(value, list | tuple | set) and value else value
-            try:
-                return max(0.0, float(str(next(iter(raw)) if isinstance(raw, set) else raw)))
-            except (TypeError, ValueError):
-                return None
+    """Seconds from a Retry-After header (kiota hands headers over as a dict of str or sets)."""
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() != "retry-after":
+            continue
+        raw = next(iter(value), "") if isinstance(value, list | tuple | set) else value
+        try:
+            return max(0.0, float(str(raw)))
+        except ValueError:
+            return None  # an HTTP-date: rare from Graph; fall back to our own back-off
     return None
+
+
+def _enum_text(value: Any) -> str | None:
+    # msgraph's enums subclass str; their stubs say tuple, hence the explicit str().
+    return str(value.value) if value is not None else None
 
 
 def device_snapshot(object_id: str, device: Device | None) -> DeviceSnapshot:
@@ -122,8 +133,8 @@ def device_snapshot(object_id: str, device: Device | None) -> DeviceSnapshot:
 def managed_snapshot(managed: ManagedDevice) -> ManagedDeviceSnapshot:
     return ManagedDeviceSnapshot(
         managed_device_id=managed.id or "",
-        compliance_state=managed.compliance_state.value if managed.compliance_state else None,
-        management_agent=managed.management_agent.value if managed.management_agent else None,
+        compliance_state=_enum_text(managed.compliance_state),
+        management_agent=_enum_text(managed.management_agent),
         grace_period_expires=managed.compliance_grace_period_expiration_date_time,
         last_sync=managed.last_sync_date_time,
         user_principal_name=managed.user_principal_name,
@@ -133,7 +144,9 @@ def managed_snapshot(managed: ManagedDevice) -> ManagedDeviceSnapshot:
 class GraphDevices:
     """Reads the current truth about a device. A 404 from Graph means deleted."""
 
-    def __init__(self, client: GraphServiceClient, *, intune_enabled: bool, retry: RetryPolicy) -> None:
+    def __init__(
+        self, client: GraphServiceClient, *, intune_enabled: bool, retry: RetryPolicy
+    ) -> None:
         self._client = client
         self._intune_enabled = intune_enabled
         self._retry = retry
@@ -164,7 +177,9 @@ class GraphDevices:
 
         async def call() -> Device | None:
             try:
-                return await self._client.devices.by_device_id(object_id).get(request_configuration=config)
+                return await self._client.devices.by_device_id(object_id).get(
+                    request_configuration=config
+                )
             except APIError as exc:
                 if exc.response_status_code == 404:
                     return None
@@ -182,7 +197,9 @@ class GraphDevices:
         )
 
         async def call() -> list[ManagedDevice]:
-            page = await self._client.device_management.managed_devices.get(request_configuration=config)
+            page = await self._client.device_management.managed_devices.get(
+                request_configuration=config
+            )
             return list(page.value or []) if page else []
 
         records = await retrying(call, classify_graph_error, self._retry)

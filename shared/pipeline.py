@@ -99,7 +99,12 @@ class Pipeline:
             try:
                 outcome = await self._attempt(change)
             except StateConflict:
-                logs.event(log, "state_conflict", device_id=change.device_id, correlation_id=change.correlation_id)
+                logs.event(
+                    log,
+                    "state_conflict",
+                    device_id=change.device_id,
+                    correlation_id=change.correlation_id,
+                )
                 continue
             logs.event(
                 log,
@@ -115,14 +120,18 @@ class Pipeline:
                 duration_ms=round((time.perf_counter() - started) * 1000, 1),
             )
             return outcome
-        raise StateConflict(f"device {change.device_id}: state changed under us {MAX_CONFLICT_RETRIES} times")
+        raise StateConflict(
+            f"device {change.device_id}: state changed under us {MAX_CONFLICT_RETRIES} times"
+        )
 
     async def _attempt(self, change: DeviceChange) -> Outcome:
         state = await self._store.get_state(change.device_id)
         if state is not None and state.pending_alert:
             state = await self._publish_pending(state, change.correlation_id)
         previous = state.record if state else None
-        device, managed = await self._graph.read(change.device_id, previous.device_id if previous else None)
+        device, managed = await self._graph.read(
+            change.device_id, previous.device_id if previous else None
+        )
         if device.deleted and previous is None:
             # Nothing to compare with and nothing to say about it: not worth a row.
             return Outcome(change.device_id, None, 0, None)
@@ -140,10 +149,14 @@ class Pipeline:
         )
         if transition is Transition.UNCHANGED:
             assert previous is not None
-            return Outcome(change.device_id, transition, previous.version, previous.eligible, previous.reasons)
+            return Outcome(
+                change.device_id, transition, previous.version, previous.eligible, previous.reasons
+            )
 
         version = previous.version + 1 if previous else 1
-        observation = Observation(device, managed, evaluation, observed_at, change.source, change.correlation_id)
+        observation = Observation(
+            device, managed, evaluation, observed_at, change.source, change.correlation_id
+        )
         alert = None
         if transition in EVENT_TYPES and previous is not None:
             alert = build_alert(
@@ -152,7 +165,9 @@ class Pipeline:
                 device=device,
                 managed=managed,
                 evaluation=evaluation,
-                previous=PreviousVerdict(previous.eligible, previous.reasons, previous.evaluated_at),
+                previous=PreviousVerdict(
+                    previous.eligible, previous.reasons, previous.evaluated_at
+                ),
                 source=change.source,
                 detected_at=observed_at,
                 correlation_id=change.correlation_id,
@@ -166,7 +181,9 @@ class Pipeline:
         )
         if alert is not None:
             await self._publish_pending(committed, change.correlation_id)
-        return Outcome(change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id)
+        return Outcome(
+            change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
+        )
 
     async def _publish_pending(self, state: StateRow, correlation_id: str) -> StateRow:
         alert = json.loads(state.pending_alert)

@@ -213,7 +213,9 @@ def next_state(
     return StateRow(
         record=record,
         last_transition=transition.value if moved or previous is None else previous.last_transition,
-        last_transition_at=record.evaluated_at if moved or previous is None else previous.last_transition_at,
+        last_transition_at=record.evaluated_at
+        if moved or previous is None
+        else previous.last_transition_at,
         pending_alert=pending_alert,
         etag=previous.etag if previous else None,
     )

@@ -93,7 +93,9 @@ class Runtime:
                 graph=self.graph(),
                 store=await self.store(),
                 publisher=self.publisher(),
-                options=EvaluationOptions(s.policy, s.stale_sign_in_days, s.intune_checkin_stale_days),
+                options=EvaluationOptions(
+                    s.policy, s.stale_sign_in_days, s.intune_checkin_stale_days
+                ),
                 event_source=s.event_source,
             )
         return self._pipeline

@@ -18,19 +18,22 @@ from shared.changes import DeviceChange
 from shared.events import CONTENT_TYPE, application_properties
 from shared.settings import Settings, SettingsError
 
-
 # Graph gives the webhook 3 s: fail fast and let Graph (or the queue) redeliver, rather than
 # spend the budget on the SDK's default back-off (about 1.7 s per attempt on a refused connect).
-_RETRY = {"retry_total": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 1.0}
+_RETRY: dict[str, Any] = {"retry_total": 1, "retry_backoff_factor": 0.2, "retry_backoff_max": 1.0}
 
 
 def make_client(settings: Settings) -> ServiceBusClient:
     if settings.service_bus_connection_string:
-        return ServiceBusClient.from_connection_string(settings.service_bus_connection_string, **_RETRY)
+        return ServiceBusClient.from_connection_string(
+            settings.service_bus_connection_string, **_RETRY
+        )
     if settings.service_bus_namespace:
         from shared.identity import credential
 
-        return ServiceBusClient(settings.service_bus_namespace, credential(settings, aio=True), **_RETRY)
+        return ServiceBusClient(
+            settings.service_bus_namespace, credential(settings, aio=True), **_RETRY
+        )
     raise SettingsError(
         "Service Bus is not configured: set ServiceBusConnection (connection string, local) or "
         "ServiceBusConnection__fullyQualifiedNamespace (managed identity, Azure)"

@@ -64,7 +64,8 @@ class Settings:
             device_changes_queue=env.get("DEVICE_CHANGES_QUEUE", "device-changes"),
             device_alerts_topic=env.get("DEVICE_ALERTS_TOPIC", "device-alerts"),
             service_bus_connection_string=env.get(SERVICE_BUS_CONNECTION) or None,
-            service_bus_namespace=env.get(f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace") or None,
+            service_bus_namespace=env.get(f"{SERVICE_BUS_CONNECTION}__fullyQualifiedNamespace")
+            or None,
             tables_connection_string=env.get(TABLES_CONNECTION) or None,
             tables_endpoint=env.get(f"{TABLES_CONNECTION}__tableServiceUri") or None,
             table_prefix=_table_prefix(env.get("TABLE_PREFIX", "")),
@@ -76,7 +77,9 @@ class Settings:
             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
             stale_sign_in_days=_int(env, "STALE_SIGN_IN_DAYS", 90, 1, 3650),
             intune_checkin_stale_days=_int(env, "INTUNE_CHECKIN_STALE_DAYS", 30, 1, 3650),
-            max_notification_bytes=_int(env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000),
+            max_notification_bytes=_int(
+                env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000
+            ),
             event_source=env.get("EVENT_SOURCE", "urn:devicemon"),
         )
 

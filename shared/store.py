@@ -27,7 +27,9 @@ def make_service(settings: Settings) -> TableServiceClient:
     if settings.tables_endpoint:
         from shared.identity import credential
 
-        return TableServiceClient(settings.tables_endpoint, credential=credential(settings, aio=True))
+        return TableServiceClient(
+            settings.tables_endpoint, credential=credential(settings, aio=True)
+        )
     raise SettingsError(
         "Table storage is not configured: set TablesConnection (connection string, local) or "
         "TablesConnection__tableServiceUri (managed identity, Azure)"

@@ -17,7 +17,9 @@ from shared.runtime import Runtime
 from shared.settings import Settings
 
 retry.set_testing(True)
-ARTIFACTS = Path(os.environ.get("DEVICEMON_ARTIFACTS", Path(__file__).resolve().parent.parent / ".artifacts"))
+ARTIFACTS = Path(
+    os.environ.get("DEVICEMON_ARTIFACTS", Path(__file__).resolve().parent.parent / ".artifacts")
+)
 CLIENT_STATE = "test-client-state-\u00e9-secret"
 
 

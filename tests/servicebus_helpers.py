@@ -5,17 +5,26 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient, ServiceBusReceivedMessage, ServiceBusSubQueue
+from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
+    ServiceBusClient,
+    ServiceBusReceivedMessage,
+    ServiceBusSubQueue,
+)
 from azure.servicebus.exceptions import OperationTimeoutError
 
 
-def drain_sessions(connection: str, queue: str, wait: float = 1.0) -> list[ServiceBusReceivedMessage]:
+def drain_sessions(
+    connection: str, queue: str, wait: float = 1.0
+) -> list[ServiceBusReceivedMessage]:
     """Complete and return every message of a session-enabled queue."""
     found: list[ServiceBusReceivedMessage] = []
     with ServiceBusClient.from_connection_string(connection) as client:
         while True:
             try:
-                with client.get_queue_receiver(queue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait) as receiver:
+                with client.get_queue_receiver(
+                    queue, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=wait
+                ) as receiver:
                     batch = receiver.receive_messages(max_message_count=500, max_wait_time=wait)
                     while batch:
                         for message in batch:
@@ -31,9 +40,12 @@ def drain_subscription(
 ) -> list[ServiceBusReceivedMessage]:
     found: list[ServiceBusReceivedMessage] = []
     sub_queue = ServiceBusSubQueue.DEAD_LETTER if dead_letter else None
-    with ServiceBusClient.from_connection_string(connection) as client, client.get_subscription_receiver(
-        topic, subscription, sub_queue=sub_queue, max_wait_time=wait
-    ) as receiver:
+    with (
+        ServiceBusClient.from_connection_string(connection) as client,
+        client.get_subscription_receiver(
+            topic, subscription, sub_queue=sub_queue, max_wait_time=wait
+        ) as receiver,
+    ):
         batch = receiver.receive_messages(max_message_count=500, max_wait_time=wait)
         while batch:
             for message in batch:
@@ -43,11 +55,16 @@ def drain_subscription(
     return found
 
 
-def drain_dead_letters(connection: str, queue: str, wait: float = 1.0) -> list[ServiceBusReceivedMessage]:
+def drain_dead_letters(
+    connection: str, queue: str, wait: float = 1.0
+) -> list[ServiceBusReceivedMessage]:
     found: list[ServiceBusReceivedMessage] = []
-    with ServiceBusClient.from_connection_string(connection) as client, client.get_queue_receiver(
-        queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=wait
-    ) as receiver:
+    with (
+        ServiceBusClient.from_connection_string(connection) as client,
+        client.get_queue_receiver(
+            queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER, max_wait_time=wait
+        ) as receiver,
+    ):
         batch = receiver.receive_messages(max_message_count=500, max_wait_time=wait)
         while batch:
             for message in batch:
@@ -64,5 +81,8 @@ def body_json(message: ServiceBusReceivedMessage) -> Any:
 def send_raw(connection: str, queue: str, body: str, session_id: str, message_id: str) -> None:
     from azure.servicebus import ServiceBusMessage
 
-    with ServiceBusClient.from_connection_string(connection) as client, client.get_queue_sender(queue) as sender:
+    with (
+        ServiceBusClient.from_connection_string(connection) as client,
+        client.get_queue_sender(queue) as sender,
+    ):
         sender.send_messages(ServiceBusMessage(body, session_id=session_id, message_id=message_id))

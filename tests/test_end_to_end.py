@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,9 @@ from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_dead_letters, drain_subscription, send_raw
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "alert.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[1] / "docs" / "alert.schema.json").read_text()
+)
 
 
 @pytest.fixture
@@ -30,7 +31,9 @@ async def host(runtime: Runtime, stack, monkeypatch: pytest.MonkeyPatch) -> Asyn
     monkeypatch.setenv("ServiceBusConnection", stack.service_bus_connection)
     use_runtime(runtime)
     try:
-        async with DevHost("function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2) as running:
+        async with DevHost(
+            "function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2
+        ) as running:
             yield running
     finally:
         use_runtime(None)
@@ -85,7 +88,10 @@ async def test_notification_becomes_history_and_exactly_one_alert(
     await eventually(lost_recorded)
     await asyncio.sleep(0.5)  # let any stray duplicate reach the processor too
     messages = await asyncio.to_thread(
-        drain_subscription, stack.service_bus_connection, runtime.settings.device_alerts_topic, "remediation"
+        drain_subscription,
+        stack.service_bus_connection,
+        runtime.settings.device_alerts_topic,
+        "remediation",
     )
     assert len(messages) == 1
     alert = body_json(messages[0])
@@ -96,17 +102,28 @@ async def test_notification_becomes_history_and_exactly_one_alert(
     history = [row async for row in store.history(device["id"])]
     assert [r.transition for r in history] == ["lost", "first_seen"]
     deliveries = await asyncio.to_thread(sim.deliveries, 0, "change")
-    assert deliveries["deliveries"] and all(d.get("status") == 202 for d in deliveries["deliveries"])
+    assert deliveries["deliveries"] and all(
+        d.get("status") == 202 for d in deliveries["deliveries"]
+    )
 
 
 async def test_poison_message_is_dead_lettered_and_blocks_no_other_device(
     host: DevHost, runtime: Runtime, sim: SimAdmin, stack
 ) -> None:
     queue = runtime.settings.device_changes_queue
-    await asyncio.to_thread(send_raw, stack.service_bus_connection, queue, "{this is not json", "poison-session", "poison-1")
+    await asyncio.to_thread(
+        send_raw,
+        stack.service_bus_connection,
+        queue,
+        "{this is not json",
+        "poison-session",
+        "poison-1",
+    )
     device = add_device(sim)
     change = json.dumps({"device_id": device["id"], "message_id": "ok-1", "source": "sync"})
-    await asyncio.to_thread(send_raw, stack.service_bus_connection, queue, change, device["id"], "ok-1")
+    await asyncio.to_thread(
+        send_raw, stack.service_bus_connection, queue, change, device["id"], "ok-1"
+    )
 
     store = await runtime.store()
     await eventually(lambda: store.get_state(device["id"]))

@@ -31,7 +31,9 @@ def post(body: bytes, params: dict[str, str] | None = None) -> func.HttpRequest:
     )
 
 
-def notification(device_id: str, tenant: str, client_state: str = CLIENT_STATE, **extra: object) -> dict[str, object]:
+def notification(
+    device_id: str, tenant: str, client_state: str = CLIENT_STATE, **extra: object
+) -> dict[str, object]:
     item: dict[str, object] = {
         "id": str(uuid.uuid4()),
         "subscriptionId": "sub-1",
@@ -40,7 +42,11 @@ def notification(device_id: str, tenant: str, client_state: str = CLIENT_STATE, 
         "changeType": "updated",
         "resource": f"Devices/{device_id}",
         "tenantId": tenant,
-        "resourceData": {"@odata.type": "#Microsoft.Graph.Device", "@odata.id": f"Devices/{device_id}", "id": device_id},
+        "resourceData": {
+            "@odata.type": "#Microsoft.Graph.Device",
+            "@odata.id": f"Devices/{device_id}",
+            "id": device_id,
+        },
     }
     item.update(extra)
     return item
@@ -51,7 +57,9 @@ def payload(*items: dict[str, object]) -> bytes:
 
 
 async def test_validation_handshake_echoes_the_token_as_plain_text(runtime: Runtime) -> None:
-    token = "Validation: Testing client application reachability for subscription Request-Id: a+b&c=d é"
+    token = (
+        "Validation: Testing client application reachability for subscription Request-Id: a+b&c=d é"
+    )
     response = await webhook.notifications(post(b"", {"validationToken": token}), runtime)
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
@@ -88,7 +96,9 @@ async def test_oversized_body_is_refused_before_parsing(runtime: Runtime, tenant
     await rt.close()
 
 
-async def test_accepted_notification_is_queued_per_device_session(runtime: Runtime, tenant: str, stack) -> None:
+async def test_accepted_notification_is_queued_per_device_session(
+    runtime: Runtime, tenant: str, stack
+) -> None:
     device = str(uuid.uuid4())
     response = await webhook.notifications(post(payload(notification(device, tenant))), runtime)
     assert response.status_code == 202
@@ -103,11 +113,16 @@ async def test_accepted_notification_is_queued_per_device_session(runtime: Runti
     assert body["correlation_id"] == message.message_id
 
 
-async def test_graph_redelivering_the_same_post_queues_it_once(runtime: Runtime, tenant: str, stack) -> None:
+async def test_graph_redelivering_the_same_post_queues_it_once(
+    runtime: Runtime, tenant: str, stack
+) -> None:
     same = payload(notification(str(uuid.uuid4()), tenant))
     for _ in range(3):
         assert (await webhook.notifications(post(same), runtime)).status_code == 202
-    assert len(drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)) == 1
+    assert (
+        len(drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue))
+        == 1
+    )
 
 
 async def test_foreign_client_state_and_tenant_are_dropped_and_counted(
@@ -119,7 +134,11 @@ async def test_foreign_client_state_and_tenant_are_dropped_and_counted(
         notification(str(uuid.uuid4()), tenant, client_state=CLIENT_STATE[:-1]),
         notification(str(uuid.uuid4()), str(uuid.uuid4())),
         {k: v for k, v in notification(str(uuid.uuid4()), tenant).items() if k != "clientState"},
-        notification(str(uuid.uuid4()), tenant, resourceData={"@odata.type": "#Microsoft.Graph.User", "id": "u"}),
+        notification(
+            str(uuid.uuid4()),
+            tenant,
+            resourceData={"@odata.type": "#Microsoft.Graph.User", "id": "u"},
+        ),
         "not an object",  # type: ignore[arg-type]
         notification(good, tenant),
     )
@@ -134,12 +153,16 @@ async def test_foreign_client_state_and_tenant_are_dropped_and_counted(
     assert CLIENT_STATE not in caplog.text
 
 
-async def test_many_notifications_in_one_post_all_reach_the_queue(runtime: Runtime, tenant: str, stack) -> None:
+async def test_many_notifications_in_one_post_all_reach_the_queue(
+    runtime: Runtime, tenant: str, stack
+) -> None:
     devices = [str(uuid.uuid4()) for _ in range(60)]
-    response = await webhook.notifications(post(payload(*[notification(d, tenant) for d in devices])), runtime)
+    response = await webhook.notifications(
+        post(payload(*[notification(d, tenant) for d in devices])), runtime
+    )
     assert response.status_code == 202
     messages = drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
-    assert sorted(m.session_id for m in messages) == sorted(devices)
+    assert sorted(str(m.session_id) for m in messages) == sorted(devices)
 
 
 async def test_enqueue_failure_is_a_5xx_so_graph_retries(settings: Settings, tenant: str) -> None:
@@ -149,7 +172,9 @@ async def test_enqueue_failure_is_a_5xx_so_graph_retries(settings: Settings, ten
         service_bus_connection_string=f"Endpoint=sb://127.0.0.1:{dead};SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true",
     )
     rt = Runtime(broken)
-    response = await webhook.notifications(post(payload(notification(str(uuid.uuid4()), tenant))), rt)
+    response = await webhook.notifications(
+        post(payload(notification(str(uuid.uuid4()), tenant))), rt
+    )
     assert response.status_code == 503
     assert json.loads(response.get_body())["error"]["code"] == "enqueueFailed"
     await rt.close()
@@ -169,5 +194,12 @@ heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"msgraph", "msgraph
 print(json.dumps(heavy))
 """
     env = {"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

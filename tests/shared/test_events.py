@@ -11,7 +11,9 @@ from shared.evaluation import EvaluationOptions, evaluate
 from shared.events import PreviousVerdict, application_properties, build_alert, event_id
 from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Policy, Source, Transition
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "alert.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "alert.schema.json").read_text()
+)
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
@@ -19,7 +21,9 @@ def validate(alert: dict) -> None:
     jsonschema.validate(alert, SCHEMA, format_checker=jsonschema.FormatChecker())
 
 
-def alert_for(transition: Transition, device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None = None):
+def alert_for(
+    transition: Transition, device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None = None
+):
     evaluation = evaluate(device, managed, EvaluationOptions(Policy.COMPLIANT_OR_HYBRID), NOW)
     previous = PreviousVerdict(
         eligible=transition is Transition.LOST,
@@ -40,12 +44,18 @@ def alert_for(transition: Transition, device: DeviceSnapshot, managed: ManagedDe
     )
 
 
-LOST_DEVICE = DeviceSnapshot("obj-1", "dev-1", "LAPTOP-1", True, False, True, "AzureAd", "Windows", "10.0.22631")
-RESTORED_DEVICE = DeviceSnapshot("obj-1", "dev-1", "LAPTOP-1", True, True, True, "AzureAd", "Windows", "10.0.22631")
+LOST_DEVICE = DeviceSnapshot(
+    "obj-1", "dev-1", "LAPTOP-1", True, False, True, "AzureAd", "Windows", "10.0.22631"
+)
+RESTORED_DEVICE = DeviceSnapshot(
+    "obj-1", "dev-1", "LAPTOP-1", True, True, True, "AzureAd", "Windows", "10.0.22631"
+)
 
 
 def test_lost_alert_validates_and_carries_the_filterable_properties() -> None:
-    managed = ManagedDeviceSnapshot("md-1", "noncompliant", "mdm", None, NOW, "adele@contoso.example")
+    managed = ManagedDeviceSnapshot(
+        "md-1", "noncompliant", "mdm", None, NOW, "adele@contoso.example"
+    )
     alert = alert_for(Transition.LOST, LOST_DEVICE, managed)
     validate(alert)
     assert alert["type"] == "devicemon.eligibility.lost"
@@ -69,15 +79,32 @@ def test_restored_alert_filters_on_the_reasons_it_resolved() -> None:
 
 
 def test_deleted_device_alert_validates() -> None:
-    validate(alert_for(Transition.LOST, DeviceSnapshot("obj-9", display_name="OLD-PC", trust_type="ServerAd", deleted=True)))
+    validate(
+        alert_for(
+            Transition.LOST,
+            DeviceSnapshot("obj-9", display_name="OLD-PC", trust_type="ServerAd", deleted=True),
+        )
+    )
 
 
 def test_event_ids_are_deterministic_and_distinct() -> None:
     assert event_id("d", 2, Transition.LOST) == event_id("d", 2, Transition.LOST)
-    assert len({event_id("d", 2, Transition.LOST), event_id("d", 3, Transition.LOST), event_id("e", 2, Transition.LOST), event_id("d", 2, Transition.RESTORED)}) == 4
+    assert (
+        len(
+            {
+                event_id("d", 2, Transition.LOST),
+                event_id("d", 3, Transition.LOST),
+                event_id("e", 2, Transition.LOST),
+                event_id("d", 2, Transition.RESTORED),
+            }
+        )
+        == 4
+    )
 
 
-@pytest.mark.parametrize("transition", [Transition.FIRST_SEEN, Transition.CHANGED, Transition.UNCHANGED])
+@pytest.mark.parametrize(
+    "transition", [Transition.FIRST_SEEN, Transition.CHANGED, Transition.UNCHANGED]
+)
 def test_other_transitions_raise_no_alert(transition: Transition) -> None:
     with pytest.raises(ValueError, match="does not raise an alert"):
         alert_for(transition, LOST_DEVICE)

@@ -28,7 +28,9 @@ def item(**overrides: object) -> dict[str, object]:
     return base
 
 
-@pytest.mark.parametrize("body", [b"", b"null", b"[]", b"{}", b'{"value": null}', b"\x00", b'{"value": "x"}'])
+@pytest.mark.parametrize(
+    "body", [b"", b"null", b"[]", b"{}", b'{"value": null}', b"\x00", b'{"value": "x"}']
+)
 def test_parse_collection_rejects_what_is_not_a_collection(body: bytes) -> None:
     with pytest.raises(MalformedNotification):
         parse_collection(body)
@@ -39,7 +41,15 @@ def test_parse_collection_accepts_an_empty_value() -> None:
 
 
 @pytest.mark.parametrize(
-    ("received", "ok"), [("secret", True), ("secreT", False), ("", False), (None, False), (42, False), ("secret ", False)]
+    ("received", "ok"),
+    [
+        ("secret", True),
+        ("secreT", False),
+        ("", False),
+        (None, False),
+        (42, False),
+        ("secret ", False),
+    ],
 )
 def test_client_state_comparison(received: object, ok: bool) -> None:
     assert client_state_matches(received, "secret") is ok
@@ -63,14 +73,18 @@ def test_device_id_of(notification: dict[str, object], expected: str | None) -> 
 
 def test_message_id_is_stable_for_a_redelivery_and_differs_between_notifications() -> None:
     first = notification_message_id(item(), "dev-1", "t1#0")
-    assert first == notification_message_id(item(), "dev-1", "t2#5"), "Graph redelivery keeps the id"
+    assert first == notification_message_id(item(), "dev-1", "t2#5"), (
+        "Graph redelivery keeps the id"
+    )
     assert first != notification_message_id(item(id="n-2"), "dev-1", "t1#0")
     assert first != notification_message_id(item(changeType="deleted"), "dev-1", "t1#0")
 
 
 def test_without_a_notification_id_two_posts_are_never_merged() -> None:
     no_id = item(id=None)
-    assert notification_message_id(no_id, "dev-1", "t1#0") != notification_message_id(no_id, "dev-1", "t2#0")
+    assert notification_message_id(no_id, "dev-1", "t1#0") != notification_message_id(
+        no_id, "dev-1", "t2#0"
+    )
 
 
 @pytest.mark.parametrize(
@@ -85,7 +99,9 @@ def test_without_a_notification_id_two_posts_are_never_merged() -> None:
     ],
 )
 def test_triage_drops_with_a_reason(notification: object, reason: str) -> None:
-    result = triage([notification], client_state="secret", allowed_tenants=frozenset({TENANT}), received_at="t")
+    result = triage(
+        [notification], client_state="secret", allowed_tenants=frozenset({TENANT}), received_at="t"
+    )
     assert result.changes == []
     assert dict(result.dropped) == {reason: 1}
 

@@ -23,7 +23,9 @@ from shared.store import DeviceStore
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_subscription
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "alert.schema.json").read_text())
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs" / "alert.schema.json").read_text()
+)
 
 
 class Crash(Exception):
@@ -32,7 +34,9 @@ class Crash(Exception):
 
 def change(device_id: str, source: Source = Source.NOTIFICATION) -> DeviceChange:
     message_id = uuid.uuid4().hex
-    return DeviceChange(device_id, "updated", source, message_id, message_id, "2026-11-29T00:00:00Z")
+    return DeviceChange(
+        device_id, "updated", source, message_id, message_id, "2026-11-29T00:00:00Z"
+    )
 
 
 async def history(runtime: Runtime, device_id: str) -> list[HistoryRow]:
@@ -45,20 +49,27 @@ async def state(runtime: Runtime, device_id: str) -> StateRow | None:
 
 
 def alerts(runtime: Runtime, stack: Any) -> list[dict[str, Any]]:
-    messages = drain_subscription(stack.service_bus_connection, runtime.settings.device_alerts_topic, "teams")
+    messages = drain_subscription(
+        stack.service_bus_connection, runtime.settings.device_alerts_topic, "teams"
+    )
     found = []
     for message in messages:
         alert = body_json(message)
         jsonschema.validate(alert, SCHEMA)
         assert message.message_id == alert["id"]
-        props = {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in (message.application_properties or {}).items()}
+        props = {
+            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            for k, v in (message.application_properties or {}).items()
+        }
         assert props["type"] == alert["type"]
         assert props["joinType"] == alert["data"]["device"]["joinType"]
         found.append(alert)
     return found
 
 
-async def test_first_sighting_records_a_baseline_without_alerting(runtime: Runtime, sim: SimAdmin, stack) -> None:
+async def test_first_sighting_records_a_baseline_without_alerting(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
     device = add_device(sim)
     pipeline = await runtime.pipeline()
 
@@ -76,7 +87,9 @@ async def test_first_sighting_records_a_baseline_without_alerting(runtime: Runti
     assert alerts(runtime, stack) == []
 
 
-async def test_compliance_flip_raises_one_lost_then_one_restored_alert(runtime: Runtime, sim: SimAdmin, stack) -> None:
+async def test_compliance_flip_raises_one_lost_then_one_restored_alert(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
     device = add_device(sim)
     pipeline = await runtime.pipeline()
     await pipeline.process(change(device["id"]))
@@ -93,10 +106,17 @@ async def test_compliance_flip_raises_one_lost_then_one_restored_alert(runtime: 
     assert lost.reasons == ("NOT_COMPLIANT", "NOT_HYBRID_JOINED")
     assert restored.transition is Transition.RESTORED
     published = alerts(runtime, stack)
-    assert [a["type"] for a in published] == ["devicemon.eligibility.lost", "devicemon.eligibility.restored"]
+    assert [a["type"] for a in published] == [
+        "devicemon.eligibility.lost",
+        "devicemon.eligibility.restored",
+    ]
     assert [a["id"] for a in published] == [lost.alert_id, restored.alert_id]
     rows = await history(runtime, device["id"])
-    assert [(r.record.version, r.transition) for r in rows] == [(3, "restored"), (2, "lost"), (1, "first_seen")]
+    assert [(r.record.version, r.transition) for r in rows] == [
+        (3, "restored"),
+        (2, "lost"),
+        (1, "first_seen"),
+    ]
     assert rows[1].alert_id == lost.alert_id
     current = await state(runtime, device["id"])
     assert current is not None
@@ -104,7 +124,9 @@ async def test_compliance_flip_raises_one_lost_then_one_restored_alert(runtime: 
     assert current.last_transition == "restored"
 
 
-async def test_new_reasons_while_ineligible_are_history_not_alerts(runtime: Runtime, sim: SimAdmin, stack) -> None:
+async def test_new_reasons_while_ineligible_are_history_not_alerts(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
     device = add_device(sim, compliant=False)
     pipeline = await runtime.pipeline()
     await pipeline.process(change(device["id"]))
@@ -137,10 +159,15 @@ async def test_hybrid_device_losing_its_join_or_being_disabled(
 
     (alert,) = alerts(runtime, stack)
     assert alert["data"]["current"]["reasons"] == reasons
-    assert alert["data"]["device"]["management"] == "unknown" or alert["data"]["device"]["management"] == "unmanaged"
+    assert (
+        alert["data"]["device"]["management"] == "unknown"
+        or alert["data"]["device"]["management"] == "unmanaged"
+    )
 
 
-async def test_deleted_device_alert_keeps_what_it_was(runtime: Runtime, sim: SimAdmin, stack) -> None:
+async def test_deleted_device_alert_keeps_what_it_was(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
     device = add_device(sim, name="KIOSK-7", trust_type="ServerAd")
     pipeline = await runtime.pipeline()
     await pipeline.process(change(device["id"]))
@@ -210,7 +237,9 @@ def once(step: str) -> Callable[[str, Any], bool]:
     return fail
 
 
-@pytest.mark.parametrize("step", ["before_history", "after_history", "after_commit", "before_publish", "after_clear"])
+@pytest.mark.parametrize(
+    "step", ["before_history", "after_history", "after_commit", "before_publish", "after_clear"]
+)
 async def test_a_crash_at_any_step_neither_loses_nor_duplicates_the_alert(
     runtime: Runtime, sim: SimAdmin, stack, step: str
 ) -> None:
@@ -254,7 +283,9 @@ async def test_graph_throttling_and_errors_are_retried(
     runtime: Runtime, sim: SimAdmin, status: int, retry_after: int | None
 ) -> None:
     device = add_device(sim)
-    sim.add_fault(status=status, count=2, retry_after=retry_after, route="/devices/{id}", method="GET")
+    sim.add_fault(
+        status=status, count=2, retry_after=retry_after, route="/devices/{id}", method="GET"
+    )
     sim.reset_requests()
 
     outcome = await (await runtime.pipeline()).process(change(device["id"]))
@@ -264,7 +295,9 @@ async def test_graph_throttling_and_errors_are_retried(
     assert counts["routes"]["GET /devices/{id}"] == 3
 
 
-async def test_retries_running_out_fails_the_message_without_writing(runtime: Runtime, sim: SimAdmin) -> None:
+async def test_retries_running_out_fails_the_message_without_writing(
+    runtime: Runtime, sim: SimAdmin
+) -> None:
     device = add_device(sim)
     sim.add_fault(status=429, count=10, retry_after=0, route="/devices/{id}", method="GET")
 
@@ -273,10 +306,14 @@ async def test_retries_running_out_fails_the_message_without_writing(runtime: Ru
     assert await state(runtime, device["id"]) is None
 
     sim.clear_faults()
-    assert (await (await runtime.pipeline()).process(change(device["id"]))).transition is Transition.FIRST_SEEN
+    assert (
+        await (await runtime.pipeline()).process(change(device["id"]))
+    ).transition is Transition.FIRST_SEEN
 
 
-async def test_retry_after_longer_than_a_lock_is_worth_gives_up_at_once(runtime: Runtime, sim: SimAdmin) -> None:
+async def test_retry_after_longer_than_a_lock_is_worth_gives_up_at_once(
+    runtime: Runtime, sim: SimAdmin
+) -> None:
     device = add_device(sim)
     sim.add_fault(status=429, count=1, retry_after=3600, route="/devices/{id}", method="GET")
     with pytest.raises(RetriesExhausted, match="wait 3600s"):

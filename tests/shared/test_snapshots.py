@@ -31,7 +31,16 @@ def test_removed_entry_from_delta_is_deleted() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [[], "x", {}, {"id": ""}, {"id": 5}, {"id": "x", "isCompliant": "yes"}, {"id": "x", "displayName": 3}, {"id": "x", "registrationDateTime": "yesterday"}],
+    [
+        [],
+        "x",
+        {},
+        {"id": ""},
+        {"id": 5},
+        {"id": "x", "isCompliant": "yes"},
+        {"id": "x", "displayName": 3},
+        {"id": "x", "registrationDateTime": "yesterday"},
+    ],
 )
 def test_bad_device_json_is_a_clear_error(bad: object) -> None:
     with pytest.raises(SnapshotError):
@@ -43,7 +52,10 @@ def test_bad_device_json_is_a_clear_error(bad: object) -> None:
     [
         ("2026-11-29T10:15:02Z", datetime(2026, 11, 29, 10, 15, 2, tzinfo=UTC)),
         ("2026-11-29T10:15:02.1234567Z", datetime(2026, 11, 29, 10, 15, 2, 123456, tzinfo=UTC)),
-        ("2026-11-29T10:15:02.5+02:00", datetime(2026, 11, 29, 10, 15, 2, 500000, tzinfo=timezone(timedelta(hours=2)))),
+        (
+            "2026-11-29T10:15:02.5+02:00",
+            datetime(2026, 11, 29, 10, 15, 2, 500000, tzinfo=timezone(timedelta(hours=2))),
+        ),
         ("2026-11-29T10:15:02", datetime(2026, 11, 29, 10, 15, 2, tzinfo=UTC)),
         (None, None),
         ("", None),
@@ -55,7 +67,12 @@ def test_parse_time(raw: str | None, expected: datetime | None) -> None:
 
 def test_managed_device() -> None:
     managed = managed_device_from_json(
-        {"id": "m", "complianceState": "inGracePeriod", "managementAgent": "configurationManagerClientMdm", "complianceGracePeriodExpirationDateTime": "2026-12-01T00:00:00Z"}
+        {
+            "id": "m",
+            "complianceState": "inGracePeriod",
+            "managementAgent": "configurationManagerClientMdm",
+            "complianceGracePeriodExpirationDateTime": "2026-12-01T00:00:00Z",
+        }
     )
     assert managed.compliance_state == "inGracePeriod"
     assert managed.grace_period_expires == datetime(2026, 12, 1, tzinfo=UTC)
