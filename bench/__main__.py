@@ -1,0 +1,48 @@
+"""`make bench`: every benchmark in one run; prints a report for docs/performance.md and writes
+the raw figures to .artifacts/bench.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import processor, webhook
+from bench.common import machine
+from local import stack as local_stack
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", choices=["webhook", "processor"], default=None)
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--naive-devices", type=int, default=200)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    with local_stack.start() as stack:
+        if args.only in (None, "webhook"):
+            report["webhook_ms"] = webhook.run(stack)
+            print("webhook latency (ms), POST answered after the queue send:")
+            for size, s in report["webhook_ms"].items():  # type: ignore[attr-defined]
+                print(f"  {size:>5} notifications: p50 {s['p50']:.1f}  p99 {s['p99']:.1f}  max {s['max']:.1f}  (n={s['n']})")
+        if args.only in (None, "processor"):
+            result = processor.run(stack, args.devices, args.naive_devices, args.latency_ms)
+            report["processor"] = result
+            p, n = result["pipeline"], result["naive"]
+            print(f"processor, Graph latency {args.latency_ms} ms:")
+            print(f"  pipeline: {p['devices']} devices in {p['seconds']:.1f}s = {p['per_second']:.1f}/s ({p['graph_requests']} Graph requests)")
+            print(f"  naive:    {n['devices']} devices in {n['seconds']:.1f}s = {n['per_second']:.1f}/s ({n['graph_requests']} Graph requests)")
+            print(f"  speed-up: {result['speedup']:.1f}x")
+    out = Path(os.environ.get("DEVICEMON_ARTIFACTS", ".artifacts")) / "bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"raw figures: {out}")
+
+
+if __name__ == "__main__":
+    main()
