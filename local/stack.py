@@ -113,10 +113,16 @@ def start(log_dir: Path | None = None) -> Stack:
         )
         python = sys.executable
         stack.processes.append(
-            _spawn([python, "-m", "local.broker", "--port", str(stack.broker_port)], log_dir, "broker")
+            _spawn(
+                [python, "-m", "local.broker", "--port", str(stack.broker_port)], log_dir, "broker"
+            )
         )
         stack.processes.append(
-            _spawn([python, "-m", "local.graphsim", "--port", str(stack.graph_port)], log_dir, "graphsim")
+            _spawn(
+                [python, "-m", "local.graphsim", "--port", str(stack.graph_port)],
+                log_dir,
+                "graphsim",
+            )
         )
         for port in (stack.tables_port, stack.broker_port, stack.graph_port):
             wait_for_port(port, timeout=60)
