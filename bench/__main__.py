@@ -23,20 +23,29 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    report: dict[str, object] = {"when": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine()}
+    report: dict[str, object] = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
     with local_stack.start() as stack:
         if args.only in (None, "webhook"):
             report["webhook_ms"] = webhook.run(stack)
             print("webhook latency (ms), POST answered after the queue send:")
             for size, s in report["webhook_ms"].items():  # type: ignore[attr-defined]
-                print(f"  {size:>5} notifications: p50 {s['p50']:.1f}  p99 {s['p99']:.1f}  max {s['max']:.1f}  (n={s['n']})")
+                print(
+                    f"  {size:>5} notifications: p50 {s['p50']:.1f}  p99 {s['p99']:.1f}  max {s['max']:.1f}  (n={s['n']})"
+                )
         if args.only in (None, "processor"):
             result = processor.run(stack, args.devices, args.naive_devices, args.latency_ms)
             report["processor"] = result
             p, n = result["pipeline"], result["naive"]
             print(f"processor, Graph latency {args.latency_ms} ms:")
-            print(f"  pipeline: {p['devices']} devices in {p['seconds']:.1f}s = {p['per_second']:.1f}/s ({p['graph_requests']} Graph requests)")
-            print(f"  naive:    {n['devices']} devices in {n['seconds']:.1f}s = {n['per_second']:.1f}/s ({n['graph_requests']} Graph requests)")
+            print(
+                f"  pipeline: {p['devices']} devices in {p['seconds']:.1f}s = {p['per_second']:.1f}/s ({p['graph_requests']} Graph requests)"
+            )
+            print(
+                f"  naive:    {n['devices']} devices in {n['seconds']:.1f}s = {n['per_second']:.1f}/s ({n['graph_requests']} Graph requests)"
+            )
             print(f"  speed-up: {result['speedup']:.1f}x")
     out = Path(os.environ.get("DEVICEMON_ARTIFACTS", ".artifacts")) / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)

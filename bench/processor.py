@@ -31,7 +31,9 @@ from shared.settings import Settings
 
 async def _count_states(settings: Settings) -> int:
     assert settings.tables_connection_string
-    async with TableServiceClient.from_connection_string(settings.tables_connection_string) as service:
+    async with TableServiceClient.from_connection_string(
+        settings.tables_connection_string
+    ) as service:
         table = service.get_table_client(settings.state_table)
         return len([e async for e in table.list_entities(select=["PartitionKey"])])
 
@@ -44,14 +46,21 @@ async def pipeline_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
     os.environ["ServiceBusConnection"] = settings.service_bus_connection_string
     await runtime.store()  # tables exist before the clock starts, as in a running deployment
     try:
-        async with DevHost("function_app:app", port=0, only={"servicebus"}, session_idle_timeout=0.1) as host:
+        async with DevHost(
+            "function_app:app",
+            port=0,
+            only={"servicebus"},
+            host_json="host.json",
+            session_idle_timeout=0.1,
+        ) as host:
             await host.wait_listening()
             now = datetime.now(UTC).isoformat()
             started = time.perf_counter()
             await runtime.change_queue().send(
-                DeviceChange(i, "updated", Source.SYNC, f"bench-{i}", f"bench-{i}", now) for i in ids
+                DeviceChange(i, "updated", Source.SYNC, f"bench-{i}", f"bench-{i}", now)
+                for i in ids
             )
-            while await _count_states(settings) < len(ids):
+            while await _count_states(settings) < len(ids):  # noqa: ASYNC110 - polling storage, not an in-process event
                 await asyncio.sleep(0.25)
             elapsed = time.perf_counter() - started
     finally:
@@ -65,7 +74,9 @@ async def naive_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
     assert settings.tables_connection_string
     options = EvaluationOptions()
     retry = RetryPolicy()
-    async with TableServiceClient.from_connection_string(settings.tables_connection_string) as service:
+    async with TableServiceClient.from_connection_string(
+        settings.tables_connection_string
+    ) as service:
         await service.create_table_if_not_exists(settings.state_table)
         await service.create_table_if_not_exists(settings.history_table)
     started = time.perf_counter()
@@ -76,18 +87,26 @@ async def naive_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
         managed = await managed_reader._managed(device.device_id) if device.device_id else None
         now = datetime.now(UTC)
         evaluation = evaluate(device, managed, options, now)
-        record = record_of(Observation(device, managed, evaluation, now, Source.SYNC), 1, fingerprint(device, managed, evaluation))
+        record = record_of(
+            Observation(device, managed, evaluation, now, Source.SYNC),
+            1,
+            fingerprint(device, managed, evaluation),
+        )
         for table, entity in (
             (settings.history_table, HistoryRow(record, "first_seen").entity()),
             (settings.state_table, StateRow(record, "first_seen", now).entity()),
         ):
-            async with TableServiceClient.from_connection_string(settings.tables_connection_string) as service:
+            async with TableServiceClient.from_connection_string(
+                settings.tables_connection_string
+            ) as service:
                 await service.get_table_client(table).upsert_entity(entity)
     elapsed = time.perf_counter() - started
     return {"devices": len(ids), "seconds": elapsed, "per_second": len(ids) / elapsed}
 
 
-async def run_async(stack: local_stack.Stack, devices: int, naive_devices: int, latency_ms: int) -> dict[str, Any]:
+async def run_async(
+    stack: local_stack.Stack, devices: int, naive_devices: int, latency_ms: int
+) -> dict[str, Any]:
     tenant = str(uuid.uuid4())
     with SimAdmin(stack.graph_root, tenant) as sim:
         sim.ensure()
@@ -98,7 +117,9 @@ async def run_async(stack: local_stack.Stack, devices: int, naive_devices: int, 
         sim.reset_requests()
         ours = await pipeline_run(bench_settings(stack, tenant), ids[:devices])
         ours["graph_requests"] = sim.reset_requests()["httpRequests"]
-        naive = await naive_run(bench_settings(stack, tenant), ids[devices : devices + naive_devices])
+        naive = await naive_run(
+            bench_settings(stack, tenant), ids[devices : devices + naive_devices]
+        )
         naive["graph_requests"] = sim.reset_requests()["httpRequests"]
     return {
         "latency_ms": latency_ms,
@@ -108,5 +129,7 @@ async def run_async(stack: local_stack.Stack, devices: int, naive_devices: int, 
     }
 
 
-def run(stack: local_stack.Stack, devices: int = 2000, naive_devices: int = 200, latency_ms: int = 50) -> dict[str, Any]:
+def run(
+    stack: local_stack.Stack, devices: int = 2000, naive_devices: int = 200, latency_ms: int = 50
+) -> dict[str, Any]:
     return asyncio.run(run_async(stack, devices, naive_devices, latency_ms))

@@ -60,7 +60,9 @@ def run(stack: local_stack.Stack) -> dict[str, Any]:
                 for _ in range(rounds):
                     body = payload(size, tenant)
                     started = time.perf_counter()
-                    response = client.post(url, content=body, headers={"content-type": "application/json"})
+                    response = client.post(
+                        url, content=body, headers={"content-type": "application/json"}
+                    )
                     samples.append((time.perf_counter() - started) * 1000)
                     assert response.status_code == 202, response.text
                 results[str(size)] = summary(samples)

@@ -113,6 +113,12 @@ async def _until_stopped(coro: Coroutine[Any, Any, Any], stopping: asyncio.Event
     stop = asyncio.ensure_future(stopping.wait())
     try:
         done, _ = await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        # Our caller gave up (e.g. a pre-accepted session at shutdown): take the work down too,
+        # and collect its outcome so asyncio does not report it as never retrieved.
+        work.cancel()
+        work.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise
     finally:
         stop.cancel()
     if work in done:
@@ -174,6 +180,7 @@ class ServiceBusRunner:
         auto = spec.trigger.props.get("autoCompleteMessages")
         self._auto_complete = options.auto_complete_messages if auto is None else bool(auto)
         self._renewer: AutoLockRenewer | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._connected_once = False
         self._failing = False
@@ -210,6 +217,8 @@ class ServiceBusRunner:
             else:
                 await self._plain_loop(stopping)
         finally:
+            if self._closing:
+                await asyncio.gather(*self._closing, return_exceptions=True)
             if self._renewer is not None:
                 await self._renewer.close()
 
@@ -309,42 +318,97 @@ class ServiceBusRunner:
     # -- session entities --------------------------------------------------------------
 
     async def _session_worker(self, stopping: asyncio.Event) -> None:
+        """Lock a session, drain it, release it; repeat.
+
+        The Python SDK takes about half a second to open a session receiver (it reads one frame
+        per 50 ms poll during the handshake), far longer than the .NET SDK inside the real host.
+        So the next session is accepted while the current one drains, and a drained receiver is
+        closed in the background: the worker's time goes to invocations, not to handshakes.
+        """
         backoff = _Backoff()
-        while not stopping.is_set():
-            receiver: ServiceBusReceiver | None = None
-            try:
-                receiver = self._receiver(
-                    self._pool.get(self.connection),
-                    session_id=NEXT_AVAILABLE_SESSION,
-                    max_wait_time=ACCEPT_WAIT_SECONDS,
-                )
-                # Opening the receiver is what locks the next available session.
-                if not await _until_stopped(receiver.__aenter__(), stopping):
-                    break
+        upcoming: asyncio.Task[ServiceBusReceiver | None] | None = None
+        try:
+            while not stopping.is_set():
+                if upcoming is None:
+                    upcoming = asyncio.create_task(self._accept(stopping, backoff))
+                receiver = await upcoming
+                upcoming = None
+                if receiver is None:
+                    continue
+                upcoming = asyncio.create_task(self._accept(stopping, backoff))
+                try:
+                    await self._drain_session(receiver, stopping)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if stopping.is_set():
+                        break
+                    if not _is_no_session(exc):
+                        await self._failed(exc, backoff, stopping)
+                finally:
+                    self._close_later(receiver)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()
+                with contextlib.suppress(BaseException):
+                    leftover = await upcoming
+                    if leftover is not None:
+                        self._close_later(leftover)
+
+    async def _accept(
+        self, stopping: asyncio.Event, backoff: _Backoff
+    ) -> ServiceBusReceiver | None:
+        """A receiver holding the next available session's lock, or None (none free, stopping,
+        or a connection problem already logged and backed off)."""
+        receiver = self._receiver(
+            self._pool.get(self.connection),
+            session_id=NEXT_AVAILABLE_SESSION,
+            max_wait_time=ACCEPT_WAIT_SECONDS,
+        )
+        try:
+            # Opening the receiver is what locks the next available session.
+            if not await _until_stopped(receiver.__aenter__(), stopping):
+                self._close_later(receiver)
+                return None
+            self._connected(backoff)
+            session = receiver.session
+            if session.session_id == NEXT_AVAILABLE_SESSION:
+                # The broker answered the accept without a session: none was free in time.
+                self._close_later(receiver)
+                return None
+            # The session lock (not each message's) is what a session receiver renews;
+            # registered here rather than via the receiver so a lock-less answer is harmless.
+            if self._renewer is not None and session.locked_until_utc is not None:
+                self._renewer.register(receiver, session)
+            return receiver
+        except asyncio.CancelledError:
+            self._close_later(receiver)
+            raise
+        except Exception as exc:
+            self._close_later(receiver)
+            if stopping.is_set():
+                return None
+            if _is_no_session(exc):
+                # Nothing to do right now; a successful accept attempt means we are connected.
                 self._connected(backoff)
-                session = receiver.session
-                if session.session_id == NEXT_AVAILABLE_SESSION:
-                    # The broker answered the accept without a session: none was free in time.
-                    continue
-                # The session lock (not each message's) is what a session receiver renews;
-                # registered here rather than via the receiver so a lock-less answer is harmless.
-                if self._renewer is not None and session.locked_until_utc is not None:
-                    self._renewer.register(receiver, session)
-                await self._drain_session(receiver, stopping)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if stopping.is_set():
-                    break
-                if _is_no_session(exc):
-                    # Nothing to do right now; a successful accept attempt means we are connected.
-                    self._connected(backoff)
-                    continue
-                await self._failed(exc, backoff, stopping)
-            finally:
-                if receiver is not None:
-                    with contextlib.suppress(Exception):
-                        await receiver.close()
+                return None
+            await self._failed(exc, backoff, stopping)
+            return None
+
+    def _close_later(self, receiver: ServiceBusReceiver) -> None:
+        """Close a drained session's receiver without waiting for it.
+
+        The Python SDK's close lingers (about 0.3 s, its keep-alive loop), while the session is
+        released as soon as the link detaches; the worker moves on to the next session meanwhile.
+        """
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await receiver.close()
+
+        task = asyncio.create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def _drain_session(self, receiver: ServiceBusReceiver, stopping: asyncio.Event) -> None:
         """Process the locked session's messages in order until it is idle (or we stop)."""
