@@ -12,6 +12,8 @@ from typing import Any
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log `name` with key=value fields; None values are left out."""
+    if not logger.isEnabledFor(level):
+        return  # formatting is most of a log call's cost: skip it when nobody listens
     present = {k: v for k, v in fields.items() if v is not None}
     text = " ".join(f"{k}={_fmt(v)}" for k, v in present.items())
     logger.log(level, "%s %s", name, text, extra={"devicemon": {"event": name, **present}})
