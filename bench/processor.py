@@ -139,8 +139,10 @@ async def run_async(
         sim.reset_requests()
         ours = await pipeline_run(bench_settings(stack, tenant), ids[:devices])
         ours["graph_requests"] = sim.reset_requests()["httpRequests"]
+        direct = await direct_run(bench_settings(stack, tenant), ids[devices : 2 * devices])
+        direct["graph_requests"] = sim.reset_requests()["httpRequests"]
         naive = await naive_run(
-            bench_settings(stack, tenant), ids[devices : devices + naive_devices]
+            bench_settings(stack, tenant), ids[2 * devices : 2 * devices + naive_devices]
         )
         naive["graph_requests"] = sim.reset_requests()["httpRequests"]
     return {
