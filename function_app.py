@@ -6,7 +6,7 @@ module at cold start, and the webhook must answer Graph in < 3 s without loading
 
 import azure.functions as func
 
-from handlers import webhook
+from handlers import lifecycle, webhook
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -27,3 +27,70 @@ async def process_device_change(msg: func.ServiceBusMessage) -> None:
     from handlers import processor
 
     await processor.handle(msg)
+
+
+@app.route(route="graph/lifecycle", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
+    return await lifecycle.lifecycle(req)
+
+
+@app.timer_trigger(schedule="%SYNC_SCHEDULE%", arg_name="timer")
+async def sync_devices(timer: func.TimerRequest) -> None:
+    from handlers import upkeep
+
+    await upkeep.sync_timer(timer)
+
+
+@app.timer_trigger(schedule="%SUBSCRIPTION_SCHEDULE%", arg_name="timer")
+async def maintain_subscription(timer: func.TimerRequest) -> None:
+    from handlers import upkeep
+
+    await upkeep.subscription_timer(timer)
+
+
+@app.route(route="health", methods=["GET"])
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import health
+
+    return await health.health(req)
+
+
+@app.route(route="ops/sync", methods=["POST"])
+async def run_sync_now(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import upkeep
+
+    return await upkeep.queue_command(req, "sync")
+
+
+@app.route(route="ops/subscription", methods=["POST"])
+async def ensure_subscription_now(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import upkeep
+
+    return await upkeep.queue_command(req, "ensure_subscription")
+
+
+# --- alert consumers ---
+
+
+@app.service_bus_topic_trigger(
+    arg_name="msg",
+    topic_name="%DEVICE_ALERTS_TOPIC%",
+    subscription_name="teams",
+    connection="ServiceBusConnection",
+)
+async def teams_alert(msg: func.ServiceBusMessage) -> None:
+    from handlers import teams_notifier
+
+    await teams_notifier.handle(msg)
+
+
+@app.service_bus_topic_trigger(
+    arg_name="msg",
+    topic_name="%DEVICE_ALERTS_TOPIC%",
+    subscription_name="remediation",
+    connection="ServiceBusConnection",
+)
+async def remediate_alert(msg: func.ServiceBusMessage) -> None:
+    from handlers import remediation
+
+    await remediation.handle(msg)

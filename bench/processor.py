@@ -20,7 +20,7 @@ from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from shared.changes import DeviceChange
 from shared.evaluation import EvaluationOptions, evaluate, fingerprint
-from shared.graph import GraphDevices
+from shared.graph import GraphDevices, GraphJson
 from shared.graph import make_client as make_graph_client
 from shared.models import Observation, Source
 from shared.records import HistoryRow, StateRow, record_of
@@ -103,9 +103,13 @@ async def naive_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
         await service.create_table_if_not_exists(settings.history_table)
     started = time.perf_counter()
     for object_id in ids:
-        device_reader = GraphDevices(make_graph_client(settings), intune_enabled=False, retry=retry)
+        device_reader = GraphDevices(
+            GraphJson(make_graph_client(settings), retry), intune_enabled=False
+        )
         device, _ = await device_reader.read(object_id)
-        managed_reader = GraphDevices(make_graph_client(settings), intune_enabled=True, retry=retry)
+        managed_reader = GraphDevices(
+            GraphJson(make_graph_client(settings), retry), intune_enabled=True
+        )
         managed = await managed_reader._managed(device.device_id) if device.device_id else None
         now = datetime.now(UTC)
         evaluation = evaluate(device, managed, options, now)

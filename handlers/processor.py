@@ -13,6 +13,7 @@ import azure.functions as func
 
 from shared import logs
 from shared.changes import ChangeMessageError, DeviceChange
+from shared.commands import is_command
 from shared.pipeline import Outcome
 from shared.runtime import Runtime, current
 
@@ -35,7 +36,12 @@ def parse(msg: func.ServiceBusMessage) -> DeviceChange:
     return change
 
 
-async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> Outcome:
+async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> Outcome | None:
+    if is_command(msg.application_properties):
+        from handlers import upkeep
+
+        await upkeep.run_command(msg.get_body(), runtime)
+        return None
     try:
         change = parse(msg)
     except PoisonMessage as exc:

@@ -6,40 +6,18 @@ the work happens in the processor. Never imports msgraph (see tests/handlers/tes
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
 
 import azure.functions as func
 
+from handlers.responses import body_within_limit, json_error, validation_response
 from shared import logs
 from shared.notifications import MalformedNotification, parse_collection, triage
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.webhook")
-
-
-def validation_response(req: func.HttpRequest) -> func.HttpResponse | None:
-    """Graph's subscription handshake: echo the (already URL-decoded) token as text/plain."""
-    token = req.params.get("validationToken")
-    if token is None:
-        return None
-    logs.event(log, "validation_handshake", route=req.url.split("?", 1)[0])
-    return func.HttpResponse(token, status_code=200, mimetype="text/plain")
-
-
-def json_error(status: int, code: str, message: str) -> func.HttpResponse:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return func.HttpResponse(body, status_code=status, mimetype="application/json")
-
-
-def body_within_limit(req: func.HttpRequest, limit: int) -> bytes | None:
-    declared = req.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        return None
-    body = req.get_body()
-    return body if len(body) <= limit else None
 
 
 async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:

@@ -16,11 +16,18 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.servicebus.aio import ServiceBusClient
 
-    from shared.graph import GraphDevices
+    from shared.bookkeeping import Bookkeeping
+    from shared.graph import GraphDevices, GraphJson
     from shared.pipeline import Pipeline
+    from shared.remediation import Remediator
+    from shared.remediation_log import RemediationLog
     from shared.retry import RetryPolicy
     from shared.servicebus import AlertPublisher, ChangeQueue
     from shared.store import DeviceStore
+    from shared.subscription import SubscriptionKeeper
+    from shared.sync import DeltaSync
+    from shared.teams import TeamsClient, TeamsNotifier
+    from shared.teams_store import TeamsStore
 
 
 class Runtime:
@@ -32,8 +39,10 @@ class Runtime:
         self._publisher: AlertPublisher | None = None
         self._tables: TableServiceClient | None = None
         self._store: DeviceStore | None = None
+        self._graph_json: GraphJson | None = None
         self._graph: GraphDevices | None = None
         self._pipeline: Pipeline | None = None
+        self._books: Bookkeeping | None = None
         self._tables_ready = asyncio.Lock()
         self._tables_created = False
 
@@ -71,15 +80,23 @@ class Runtime:
                     self._tables_created = True
         return self._store
 
-    def graph(self) -> GraphDevices:
-        if self._graph is None:
-            from shared.graph import GraphDevices, make_client
+    def graph_json(self) -> GraphJson:
+        if self._graph_json is None:
+            from shared.graph import GraphJson, make_client
             from shared.retry import RetryPolicy
 
-            self._graph = GraphDevices(
+            self._graph_json = GraphJson(
                 make_client(self.settings),
-                intune_enabled=self.settings.intune_enabled,
-                retry=self._retry or RetryPolicy(attempts=self.settings.graph_max_retries + 1),
+                self._retry or RetryPolicy(attempts=self.settings.graph_max_retries + 1),
+            )
+        return self._graph_json
+
+    def graph(self) -> GraphDevices:
+        if self._graph is None:
+            from shared.graph import GraphDevices
+
+            self._graph = GraphDevices(
+                self.graph_json(), intune_enabled=self.settings.intune_enabled
             )
         return self._graph
 
@@ -100,14 +117,106 @@ class Runtime:
             )
         return self._pipeline
 
+    async def bookkeeping(self) -> Bookkeeping:
+        if self._books is None:
+            from shared.bookkeeping import Bookkeeping
+
+            await self.store()  # creates the Table service client
+            assert self._tables is not None
+            books = Bookkeeping(self._tables, self.settings.sync_table)
+            await books.ensure_table()
+            self._books = books
+        return self._books
+
+    async def delta_sync(self) -> DeltaSync:
+        from shared.sync import DeltaSync
+
+        return DeltaSync(
+            graph=self.graph_json(),
+            books=await self.bookkeeping(),
+            sink=self.change_queue(),
+            page_size=self.settings.sync_page_size,
+        )
+
+    async def subscription_keeper(self) -> SubscriptionKeeper:
+        from shared.subscription import SubscriptionKeeper
+
+        return SubscriptionKeeper(
+            graph=self.graph_json(), books=await self.bookkeeping(), settings=self.settings
+        )
+
     async def close(self) -> None:
-        for closeable in (self._change_queue, self._publisher, self._store):
+        for closeable in (self._change_queue, self._publisher, self._store, self._books):
             if closeable is not None:
                 await closeable.close()
         if self._tables is not None:
             await self._tables.close()
         if self._service_bus is not None:
             await self._service_bus.close()
+
+    # --- alert consumers: Teams and remediation (call close_alert_consumers before close) ---
+    _consumers_lock: asyncio.Lock | None = None
+    _teams_client: TeamsClient | None = None
+    _teams_store: TeamsStore | None = None
+    _teams: TeamsNotifier | None = None
+    _remediation_log: RemediationLog | None = None
+    _remediator: Remediator | None = None
+
+    def _consumers_ready(self) -> asyncio.Lock:
+        if self._consumers_lock is None:
+            self._consumers_lock = asyncio.Lock()
+        return self._consumers_lock
+
+    def teams_client(self) -> TeamsClient:
+        """The Workflows webhook client (TeamsNotConfigured when TEAMS_WEBHOOK_URL is unusable)."""
+        if self._teams_client is None:
+            from shared.teams import DEFAULT_RETRY, TeamsClient
+
+            self._teams_client = TeamsClient(
+                self.settings.teams_webhook_url or "", retry=self._retry or DEFAULT_RETRY
+            )
+        return self._teams_client
+
+    async def teams_notifier(self) -> TeamsNotifier:
+        async with self._consumers_ready():
+            if self._teams is None:
+                from shared.teams import TeamsNotifier, noise_settings
+                from shared.teams_store import TeamsStore
+
+                client = self.teams_client()
+                await self.store()  # creates the Table service client
+                assert self._tables is not None
+                store = TeamsStore(self._tables, f"{self.settings.table_prefix}TeamsNoise")
+                await store.ensure_table()
+                self._teams_store = store
+                self._teams = TeamsNotifier(client, store, noise_settings(self.settings))
+        return self._teams
+
+    async def remediator(self) -> Remediator:
+        async with self._consumers_ready():
+            if self._remediator is None:
+                from shared.remediation import GraphDeviceSync, Mode, Remediator
+                from shared.remediation_log import RemediationLog
+
+                await self.store()
+                assert self._tables is not None
+                log = RemediationLog(self._tables, f"{self.settings.table_prefix}RemediationLog")
+                await log.ensure_table()
+                self._remediation_log = log
+                self._remediator = Remediator(
+                    log,
+                    GraphDeviceSync(self.graph_json),
+                    mode=Mode(self.settings.remediation_mode),
+                    max_actions_per_hour=self.settings.remediation_max_actions_per_hour,
+                )
+        return self._remediator
+
+    async def close_alert_consumers(self) -> None:
+        for closeable in (self._teams_client, self._teams_store, self._remediation_log):
+            if closeable is not None:
+                await closeable.close()
+        self._teams_client = self._teams_store = self._remediation_log = None
+        self._teams = self._remediator = None
 
 
 _current: Runtime | None = None

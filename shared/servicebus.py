@@ -15,6 +15,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from shared.changes import DeviceChange
+from shared.commands import Command
 from shared.events import CONTENT_TYPE, application_properties
 from shared.settings import Settings, SettingsError
 
@@ -83,6 +84,9 @@ class ChangeQueue:
 
     async def send(self, changes: Iterable[DeviceChange]) -> int:
         return await send_batched(self._sender, (change_message(c) for c in changes))
+
+    async def send_commands(self, commands: Iterable[Command]) -> int:
+        return await send_batched(self._sender, (c.to_message() for c in commands))
 
     async def close(self) -> None:
         await self._sender.close()

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shared.models import Policy
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 TABLES_CONNECTION = "TablesConnection"
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com/v1.0"
+# Graph's maximum lifetime for subscriptions to directory resources (just under 29 days).
+MAX_DIRECTORY_SUBSCRIPTION_MINUTES = 41_760
 
 
 class SettingsError(ValueError):
@@ -44,6 +46,22 @@ class Settings:
     intune_checkin_stale_days: int = 30
     max_notification_bytes: int = 1_048_576
     event_source: str = "urn:devicemon"
+    # --- delta sync and subscription upkeep ---
+    notification_url: str | None = None
+    lifecycle_notification_url: str | None = None
+    subscription_expiry_minutes: int = 4320
+    subscription_renew_before_minutes: int = 1440
+    sync_stale_minutes: int = 30
+    sync_page_size: int | None = None
+    # --- alert consumers: Teams and remediation ---
+    # A secret (whoever has it can post to the channel): kept out of repr and logs.
+    teams_webhook_url: str | None = field(default=None, repr=False)
+    teams_flap_window_minutes: int = 60
+    teams_flap_threshold: int = 4
+    teams_mass_window_minutes: int = 10
+    teams_mass_threshold: int = 25
+    remediation_mode: str = "off"
+    remediation_max_actions_per_hour: int = 30
 
     @property
     def state_table(self) -> str:
@@ -52,6 +70,10 @@ class Settings:
     @property
     def history_table(self) -> str:
         return f"{self.table_prefix}DeviceHistory"
+
+    @property
+    def sync_table(self) -> str:
+        return f"{self.table_prefix}DevicemonSync"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +103,30 @@ class Settings:
                 env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000
             ),
             event_source=env.get("EVENT_SOURCE", "urn:devicemon"),
+            notification_url=env.get("NOTIFICATION_URL") or None,
+            lifecycle_notification_url=env.get("LIFECYCLE_NOTIFICATION_URL") or None,
+            subscription_expiry_minutes=_int(
+                env, "SUBSCRIPTION_EXPIRY_MINUTES", 4320, 45, MAX_DIRECTORY_SUBSCRIPTION_MINUTES
+            ),
+            subscription_renew_before_minutes=_int(
+                env,
+                "SUBSCRIPTION_RENEW_BEFORE_MINUTES",
+                1440,
+                15,
+                MAX_DIRECTORY_SUBSCRIPTION_MINUTES,
+            ),
+            sync_stale_minutes=_int(env, "SYNC_STALE_MINUTES", 30, 1, 10080),
+            sync_page_size=_int(env, "SYNC_PAGE_SIZE", 0, 0, 999) or None,
+            # --- alert consumers: Teams and remediation ---
+            teams_webhook_url=env.get("TEAMS_WEBHOOK_URL", "").strip() or None,
+            teams_flap_window_minutes=_int(env, "TEAMS_FLAP_WINDOW_MINUTES", 60, 1, 1440),
+            teams_flap_threshold=_int(env, "TEAMS_FLAP_THRESHOLD", 4, 2, 100),
+            teams_mass_window_minutes=_int(env, "TEAMS_MASS_WINDOW_MINUTES", 10, 1, 1440),
+            teams_mass_threshold=_int(env, "TEAMS_MASS_THRESHOLD", 25, 2, 100_000),
+            remediation_mode=_choice(env, "REMEDIATION_MODE", "off", {"off", "dry-run", "on"}),
+            remediation_max_actions_per_hour=_int(
+                env, "REMEDIATION_MAX_ACTIONS_PER_HOUR", 30, 1, 100_000
+            ),
         )
 
 

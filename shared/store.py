@@ -99,6 +99,11 @@ class DeviceStore:
             if limit is not None and count >= limit:
                 return
 
+    async def eligibility(self) -> AsyncIterator[bool]:
+        """Each device's current eligibility, reading one column (for counts)."""
+        async for entity in self._state.list_entities(select=["Eligible"]):
+            yield bool(entity.get("Eligible"))
+
     async def states(self) -> AsyncIterator[StateRow]:
         async for entity in self._state.list_entities():
             yield StateRow.from_entity(entity)

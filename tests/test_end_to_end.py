@@ -135,3 +135,63 @@ async def test_poison_message_is_dead_lettered_and_blocks_no_other_device(
     assert dead.message_id == "poison-1"
     assert dead.dead_letter_reason == "MaxDeliveryCountExceeded"
     assert dead.delivery_count >= 9
+
+
+async def test_missed_lifecycle_event_runs_a_sync_that_finds_silent_changes(
+    host: DevHost, runtime: Runtime, sim: SimAdmin, stack, tenant: str
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        created = await http.post(
+            f"{stack.graph_url(tenant)}/subscriptions",
+            json={
+                "changeType": "updated,deleted",
+                "notificationUrl": f"{host.api_url}/graph/notifications",
+                "lifecycleNotificationUrl": f"{host.api_url}/graph/lifecycle",
+                "resource": "devices",
+                "expirationDateTime": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
+                "clientState": CLIENT_STATE,
+            },
+            headers={"Authorization": "Bearer t"},
+        )
+        assert created.status_code == 201, created.text
+        device = add_device(sim, name="SILENT-1")
+        store = await runtime.store()
+        assert (await http.post(f"{host.api_url}/ops/sync")).status_code == 202
+        await eventually(lambda: store.get_state(device["id"]))
+
+        await asyncio.to_thread(sim.settings, notificationsEnabled=False)
+        await asyncio.to_thread(sim.patch_device, device["id"], isCompliant=False)
+        await asyncio.to_thread(sim.send_lifecycle, created.json()["id"], "missed")
+        await asyncio.to_thread(sim.flush_notifications)
+
+        async def lost() -> bool:
+            state = await store.get_state(device["id"])
+            return state is not None and not state.record.eligible
+
+        await eventually(lost)
+        (alert,) = [
+            body_json(m)
+            for m in await asyncio.to_thread(
+                drain_subscription,
+                stack.service_bus_connection,
+                runtime.settings.device_alerts_topic,
+                "teams",
+            )
+        ]
+        assert alert["data"]["detection"]["source"] == "sync"
+
+        health = await http.get(f"{host.api_url}/health")
+        report = health.json()
+        assert health.status_code == 200, report
+        assert (
+            report["status"] == "degraded"
+        )  # this test made the subscription behind devicemon's back
+        assert report["sync"]["lastSuccessAt"] and report["devices"]["total"] == 1
+        assert report["devices"]["ineligible"] == 1
+
+
+async def test_health_is_503_before_any_sync(host: DevHost) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        health = await http.get(f"{host.api_url}/health")
+    assert health.status_code == 503
+    assert health.json()["status"] == "unhealthy"

@@ -1,0 +1,101 @@
+"""POST /api/graph/lifecycle: Graph's lifecycle notifications for our subscription.
+
+Answered 202 at once; the work (reauthorize, recreate, resync) is queued as a control command
+on `device-changes` and done by the processor, off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+import azure.functions as func
+
+from handlers.responses import body_within_limit, json_error, validation_response
+from shared import logs
+from shared.commands import Command
+from shared.notifications import MalformedNotification, client_state_matches, parse_collection
+from shared.runtime import Runtime, current
+
+log = logging.getLogger("devicemon.lifecycle")
+COMMAND_FOR_EVENT = {
+    "reauthorizationrequired": "reauthorize",
+    "subscriptionremoved": "recreate",
+    "missed": "sync",
+}
+
+
+async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    handshake = validation_response(req)
+    if handshake is not None:
+        return handshake
+    rt = runtime or current()
+    settings = rt.settings
+    body = body_within_limit(req, settings.max_notification_bytes)
+    if body is None:
+        return json_error(
+            413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes"
+        )
+    try:
+        items = parse_collection(body)
+    except MalformedNotification as exc:
+        logs.event(
+            log, "lifecycle_rejected", level=logging.WARNING, outcome="malformed", error=str(exc)
+        )
+        return json_error(400, "malformedNotification", str(exc))
+
+    now = datetime.now(UTC).isoformat()
+    commands: list[Command] = []
+    dropped: Counter[str] = Counter()
+    for item in items:
+        if not isinstance(item, dict):
+            dropped["not_an_object"] += 1
+            continue
+        if not client_state_matches(item.get("clientState"), settings.client_state):
+            dropped["client_state_mismatch"] += 1
+            continue
+        tenant = str(item.get("tenantId") or "").lower()
+        if settings.allowed_tenant_ids and tenant not in settings.allowed_tenant_ids:
+            dropped["tenant_not_allowed"] += 1
+            continue
+        event = str(item.get("lifecycleEvent") or "")
+        name = COMMAND_FOR_EVENT.get(event.lower())
+        if name is None:
+            dropped["unknown_lifecycle_event"] += 1
+            continue
+        subscription_id = str(item.get("subscriptionId") or "")
+        commands.append(
+            Command(
+                name=name,
+                reason=f"lifecycle:{event}",
+                requested_at=now,
+                subscription_id=subscription_id,
+                # A redelivered lifecycle notification is the same request.
+                dedupe_key=f"{event}|{subscription_id}|{item.get('id') or now}",
+            )
+        )
+        logs.event(
+            log,
+            "lifecycle_accepted",
+            lifecycle_event=event,
+            subscription_id=subscription_id,
+            command=name,
+        )
+    if dropped:
+        logs.event(log, "lifecycle_dropped", level=logging.WARNING, counts=dict(dropped))
+    if commands:
+        try:
+            await rt.change_queue().send_commands(commands)
+        except Exception as exc:
+            logs.event(
+                log,
+                "enqueue_failed",
+                level=logging.ERROR,
+                error=type(exc).__name__,
+                count=len(commands),
+            )
+            return json_error(
+                503, "enqueueFailed", "could not queue the lifecycle work; retry later"
+            )
+    return func.HttpResponse(status_code=202)
