@@ -10,14 +10,15 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import processor, webhook
+from bench import processor, sync, webhook
 from bench.common import machine
 from local import stack as local_stack
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["webhook", "processor"], default=None)
+    parser.add_argument("--only", choices=["webhook", "processor", "sync"], default=None)
+    parser.add_argument("--sync-devices", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--naive-devices", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=50)
@@ -47,6 +48,15 @@ def main() -> None:
                 f"  naive:    {n['devices']} devices in {n['seconds']:.1f}s = {n['per_second']:.1f}/s ({n['graph_requests']} Graph requests)"
             )
             print(f"  speed-up: {result['speedup']:.1f}x")
+        if args.only in (None, "sync"):
+            result = sync.run(stack, args.sync_devices)
+            report["sync"] = result
+            print(f"delta sync, {result['devices']} devices:")
+            for label in ("baseline", "incremental"):
+                r = result[label]
+                print(
+                    f"  {label:<12} {r['outcome']}: {r['seconds']:6.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB, {r['pages']} pages, {r['graph_requests']} Graph requests, {r['messages']} messages"
+                )
     out = Path(os.environ.get("DEVICEMON_ARTIFACTS", ".artifacts")) / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
