@@ -11,8 +11,10 @@ import azure.functions as func
 from shared.health import assess
 from shared.runtime import Runtime, current
 
-# Counting devices scans DeviceState; monitors poll every minute or so, so keep the count a while.
+# Counting devices scans DeviceState. When that scan is slow (a large fleet) the count is kept a
+# minute, the pace at which monitors poll; small fleets are always counted afresh.
 COUNT_TTL_SECONDS = 60.0
+SLOW_SCAN_SECONDS = 0.5
 _counts: dict[str, tuple[float, int, int]] = {}
 
 
@@ -21,12 +23,14 @@ async def _device_counts(rt: Runtime) -> tuple[int, int]:
     cached = _counts.get(key)
     if cached and time.monotonic() - cached[0] < COUNT_TTL_SECONDS:
         return cached[1], cached[2]
+    started = time.monotonic()
     total = ineligible = 0
     store = await rt.store()
     async for eligible in store.eligibility():
         total += 1
         ineligible += 0 if eligible else 1
-    _counts[key] = (time.monotonic(), total, ineligible)
+    if time.monotonic() - started > SLOW_SCAN_SECONDS:
+        _counts[key] = (time.monotonic(), total, ineligible)
     return total, ineligible
 
 

@@ -17,13 +17,13 @@ import secrets
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from local import stack as local_stack
 from local.graphsim.admin import AsyncSimAdmin
+from local.ports import free_port
 
 TENANT = "c0ffee00-0000-4000-8000-000000000042"
 COLOR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
@@ -106,6 +106,8 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "GRAPH_BASE_URL": stack.graph_url(TENANT),
         "GRAPH_CREDENTIAL": "simulator",
         "CA_POLICY": "compliant_or_hybrid",
+        "SYNC_SCHEDULE": "0 */5 * * * *",
+        "SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
     }
 
 
@@ -154,7 +156,7 @@ def describe_alert(alert: dict[str, Any]) -> str:
 
 
 class AlertWatcher:
-    """Receives from the topic's `teams` subscription, like a consumer would."""
+    """Receives from the topic through a subscription of its own, as any subscriber would."""
 
     def __init__(self, connection: str) -> None:
         self._connection = connection
@@ -165,7 +167,7 @@ class AlertWatcher:
         from azure.servicebus.aio import ServiceBusClient
 
         async with ServiceBusClient.from_connection_string(self._connection) as client:
-            receiver = client.get_subscription_receiver("device-alerts", "teams")
+            receiver = client.get_subscription_receiver("device-alerts", "audit")
             async with receiver:
                 while True:
                     for message in await receiver.receive_messages(
@@ -227,9 +229,7 @@ async def show_timelines(devices: dict[str, dict[str, Any]]) -> None:
             )
 
 
-async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str) -> None:
-    from shared.changes import DeviceChange
-    from shared.models import Source
+async def scenario(stack: local_stack.Stack, client_state: str, api_url: str) -> None:
     from shared.runtime import current
 
     async with AsyncSimAdmin(stack.graph_root, TENANT) as sim:
@@ -240,22 +240,17 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
             "(CA needs a compliant OR a hybrid joined device)"
         )
 
-        async with httpx.AsyncClient() as http:
-            expiry = (datetime.now(UTC) + timedelta(days=2)).isoformat()
-            response = await http.post(
-                f"{stack.graph_url(TENANT)}/subscriptions",
-                json={
-                    "changeType": "updated,deleted",
-                    "notificationUrl": webhook_url,
-                    "resource": "devices",
-                    "expirationDateTime": expiry,
-                    "clientState": client_state,
-                },
-                headers={"Authorization": "Bearer simulator-token"},
-            )
-            response.raise_for_status()
+        async with httpx.AsyncClient(timeout=30) as http:
+            (await http.post(f"{api_url}/ops/subscription")).raise_for_status()
+
+            async def subscribed() -> bool:
+                health = (await http.get(f"{api_url}/health")).json()
+                return bool(health["subscription"]["status"] == "active")
+
+            await wait_until(subscribed)
         say(
-            f"{bold('Subscription')} created on /devices; Graph's validation handshake answered by {webhook_url}"
+            f"{bold('Subscription')} created by devicemon's upkeep on /devices (changeType updated,deleted); "
+            f"Graph's validation handshake answered by {api_url}/graph/notifications and /graph/lifecycle"
         )
 
         watcher = AlertWatcher(stack.service_bus_connection)
@@ -266,17 +261,13 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
             states = [await store.get_state(d["id"]) for d in devices.values()]
             return all(s is not None for s in states)
 
-        now = datetime.now(UTC).isoformat()
-        baseline = [
-            DeviceChange(
-                d["id"], "baseline", Source.SYNC, f"baseline-{d['id']}", f"baseline-{d['id']}", now
-            )
-            for d in devices.values()
-        ]
-        await current().change_queue().send(baseline)
+        async with httpx.AsyncClient() as http:
+            response = await http.post(f"{api_url}/ops/sync", params={"reason": "demo"})
+            response.raise_for_status()
         await wait_until(all_seen)
         say(
-            f"{bold('Baseline')}: every device evaluated once (first sightings are recorded, never alerted)\n"
+            f"{bold('Baseline')}: a delta sync over /devices queued every device once; each was evaluated "
+            "(first sightings are recorded, never alerted)\n"
         )
 
         async def step(title: str, action: Awaitable[Any], alerts: int) -> None:
@@ -329,6 +320,13 @@ async def scenario(stack: local_stack.Stack, client_state: str, webhook_url: str
             1,
         )
 
+        async with httpx.AsyncClient() as http:
+            health = (await http.get(f"{api_url}/health")).json()
+        say(
+            f"{bold('Health')} (GET /api/health): {health['status']} — last sync {health['sync']['lagSeconds']}s ago, "
+            f"{health['devices']['total']} devices, {health['devices']['ineligible']} ineligible"
+            + (dim(f" · {'; '.join(health['problems'])}") if health["problems"] else "")
+        )
         watch.cancel()
         say(
             bold(f"{len(watcher.seen)} alerts published")
@@ -351,8 +349,15 @@ async def main() -> None:
         from local.devhost import DevHost
         from shared.runtime import current
 
+        port = free_port()
+        os.environ["NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/notifications"
+        os.environ["LIFECYCLE_NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/lifecycle"
         async with DevHost(
-            "function_app:app", port=0, only={"http", "servicebus"}, session_idle_timeout=0.2
+            "function_app:app",
+            port=port,
+            only={"http", "servicebus"},
+            host_json="host.json",
+            session_idle_timeout=0.2,
         ) as host:
             say(
                 dim(
@@ -360,7 +365,7 @@ async def main() -> None:
                 )
             )
             try:
-                await scenario(stack, client_state, f"{host.api_url}/graph/notifications")
+                await scenario(stack, client_state, host.api_url)
             finally:
                 await current().close()
     say(dim("\nEverything the demo started has been stopped."))

@@ -91,7 +91,7 @@ async def test_notification_becomes_history_and_exactly_one_alert(
         drain_subscription,
         stack.service_bus_connection,
         runtime.settings.device_alerts_topic,
-        "remediation",
+        "audit",
     )
     assert len(messages) == 1
     alert = body_json(messages[0])
@@ -175,7 +175,7 @@ async def test_missed_lifecycle_event_runs_a_sync_that_finds_silent_changes(
                 drain_subscription,
                 stack.service_bus_connection,
                 runtime.settings.device_alerts_topic,
-                "teams",
+                "audit",
             )
         ]
         assert alert["data"]["detection"]["source"] == "sync"

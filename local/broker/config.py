@@ -28,6 +28,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
             "subscriptions": {
                 "teams": {"max_delivery_count": 10},
                 "remediation": {"max_delivery_count": 10},
+                # Local only: what an organisation's own subscriber sees; the demo and the tests
+                # read alerts here while the built-in consumers take theirs.
+                "audit": {"max_delivery_count": 10},
             },
         }
     },

@@ -50,7 +50,7 @@ async def state(runtime: Runtime, device_id: str) -> StateRow | None:
 
 def alerts(runtime: Runtime, stack: Any) -> list[dict[str, Any]]:
     messages = drain_subscription(
-        stack.service_bus_connection, runtime.settings.device_alerts_topic, "teams"
+        stack.service_bus_connection, runtime.settings.device_alerts_topic, "audit"
     )
     found = []
     for message in messages:

@@ -89,7 +89,7 @@ async def test_removed_device_found_by_sync_raises_device_deleted(
     (alert,) = [
         body_json(m)
         for m in drain_subscription(
-            stack.service_bus_connection, runtime.settings.device_alerts_topic, "teams"
+            stack.service_bus_connection, runtime.settings.device_alerts_topic, "audit"
         )
     ]
     assert alert["data"]["detection"]["source"] == "sync"
@@ -117,7 +117,7 @@ async def test_expired_token_means_a_full_resync_without_duplicate_alerts(
     assert {o.transition for o in outcomes} == {Transition.UNCHANGED}
     assert (
         drain_subscription(
-            stack.service_bus_connection, runtime.settings.device_alerts_topic, "teams"
+            stack.service_bus_connection, runtime.settings.device_alerts_topic, "audit"
         )
         == []
     )
