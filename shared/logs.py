@@ -16,7 +16,13 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
         return  # formatting is most of a log call's cost: skip it when nobody listens
     present = {k: v for k, v in fields.items() if v is not None}
     text = " ".join(f"{k}={_fmt(v)}" for k, v in present.items())
-    logger.log(level, "%s %s", name, text, extra={"devicemon": {"event": name, **present}})
+    # Flat, primitive attributes: OpenTelemetry exports them as log attributes, which Application
+    # Insights shows as customDimensions["devicemon.<field>"] (docs/operations.md has queries).
+    extra: dict[str, Any] = {"devicemon.event": name}
+    for key, value in present.items():
+        primitive = isinstance(value, str | int | float | bool)
+        extra[f"devicemon.{key}"] = value if primitive else _fmt(value)
+    logger.log(level, "%s %s", name, text, extra=extra)
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,144 @@
+"""Logs: one structured event per decision, and never a secret, token or whole payload."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+
+from handlers import lifecycle, webhook
+from local.graphsim.admin import SimAdmin
+from shared.changes import DeviceChange
+from shared.models import Source
+from shared.runtime import Runtime
+from tests.conftest import CLIENT_STATE
+from tests.graph_helpers import add_device
+from tests.servicebus_helpers import drain_sessions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notification(device_id: str, tenant: str, client_state: str) -> dict[str, object]:
+    return {
+        "id": str(uuid.uuid4()),
+        "subscriptionId": "s",
+        "clientState": client_state,
+        "changeType": "updated",
+        "resource": f"devices/{device_id}",
+        "tenantId": tenant,
+        "resourceData": {"@odata.type": "#microsoft.graph.device", "id": device_id},
+    }
+
+
+async def test_decisions_are_logged_as_events_without_secrets(
+    runtime: Runtime, sim: SimAdmin, stack, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="devicemon")
+    caplog.set_level(logging.INFO)
+    device = add_device(sim)
+    body = json.dumps(
+        {
+            "value": [
+                _notification(device["id"], tenant, CLIENT_STATE),
+                _notification(device["id"], tenant, "guess"),
+            ]
+        }
+    ).encode()
+    request = func.HttpRequest("POST", "http://x/api/graph/notifications", body=body)
+    assert (await webhook.notifications(request, runtime)).status_code == 202
+    lifecycle_body = json.dumps(
+        {
+            "value": [
+                {
+                    "subscriptionId": "s",
+                    "tenantId": tenant,
+                    "clientState": CLIENT_STATE,
+                    "lifecycleEvent": "missed",
+                }
+            ]
+        }
+    ).encode()
+    assert (
+        await lifecycle.lifecycle(
+            func.HttpRequest("POST", "http://x/api/graph/lifecycle", body=lifecycle_body), runtime
+        )
+    ).status_code == 202
+    pipeline = await runtime.pipeline()
+    await pipeline.process(
+        DeviceChange(device["id"], "updated", Source.NOTIFICATION, "m1", "corr-1", "")
+    )
+    sim.patch_device(device["id"], notify=False, isCompliant=False)
+    await pipeline.process(
+        DeviceChange(device["id"], "updated", Source.NOTIFICATION, "m2", "corr-2", "")
+    )
+    await (await runtime.delta_sync()).run("test")
+    drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+
+    events = [getattr(r, "devicemon.event", None) for r in caplog.records]
+    for expected in (
+        "notification_accepted",
+        "notifications_dropped",
+        "lifecycle_accepted",
+        "device_evaluated",
+        "alert_published",
+        "sync_completed",
+    ):
+        assert expected in events, f"no {expected} event"
+    evaluated = [
+        r for r in caplog.records if getattr(r, "devicemon.event", None) == "device_evaluated"
+    ]
+    assert getattr(evaluated[-1], "devicemon.correlation_id") == "corr-2"
+    assert getattr(evaluated[-1], "devicemon.transition") == "lost"
+    assert isinstance(getattr(evaluated[-1], "devicemon.duration_ms"), float)
+
+    secrets = [
+        CLIENT_STATE,
+        "simulator-token",
+        "SAS_KEY_VALUE",
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
+    ]
+    payload_markers = ['"clientState"', '"resourceData"', "lifecycleEvent"]
+    for record in caplog.records:
+        text = (
+            record.getMessage()
+            + " "
+            + " ".join(str(v) for k, v in vars(record).items() if k.startswith("devicemon."))
+        )
+        for needle in secrets + payload_markers:
+            assert needle not in text, f"{needle!r} leaked in a {record.name} log: {text[:200]}"
+
+
+def test_telemetry_is_off_and_not_even_imported_without_a_connection_string() -> None:
+    script = "import sys, function_app; print('azure.monitor.opentelemetry' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_telemetry_configures_the_exporter_when_a_connection_string_is_set() -> None:
+    script = (
+        "from shared import telemetry; import sys;"
+        "print(telemetry.configure({'APPLICATIONINSIGHTS_CONNECTION_STRING': 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/'}));"
+        "print('azure.monitor.opentelemetry' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["True", "True"]
