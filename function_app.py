@@ -7,7 +7,9 @@ module at cold start, and the webhook must answer Graph in < 3 s without loading
 import azure.functions as func
 
 from handlers import lifecycle, webhook
+from shared import telemetry
 
+telemetry.configure()  # a no-op (nothing imported) unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 

@@ -146,6 +146,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.close_alert_consumers()
         for closeable in (self._change_queue, self._publisher, self._store, self._books):
             if closeable is not None:
                 await closeable.close()

@@ -1,0 +1,37 @@
+"""Service Bus trigger on `device-alerts` / subscription `remediation`: opt-in remediation.
+
+Every alert gets a recorded decision in RemediationLog (acted, dry run, skipped and why); with
+REMEDIATION_MODE=on a lost alert for NOT_COMPLIANT / COMPLIANCE_UNKNOWN on an Intune-managed
+device triggers Intune syncDevice, at most once per alert (docs/remediation.md). Raising abandons
+the message (a transient Graph failure: the redelivery retries the same decision).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared import logs
+from shared.alert_view import AlertFormatError, parse_alert
+from shared.remediation_log import LogEntry
+from shared.runtime import Runtime, current
+
+log = logging.getLogger("devicemon.remediation")
+
+
+async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> LogEntry:
+    try:
+        alert = parse_alert(msg.get_body())
+    except AlertFormatError as exc:
+        logs.event(
+            log,
+            "message_poison",
+            level=logging.ERROR,
+            message_id=msg.message_id,
+            delivery_count=msg.delivery_count,
+            reason=str(exc),
+        )
+        raise
+    remediator = await (runtime or current()).remediator()
+    return await remediator.handle(alert, msg.delivery_count or 0)
