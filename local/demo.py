@@ -24,6 +24,7 @@ import httpx
 from local import stack as local_stack
 from local.graphsim.admin import AsyncSimAdmin
 from local.ports import free_port
+from local.teams_sink import TeamsSink, demo_env, print_new_cards, print_remediation, wait_for_cards
 
 TENANT = "c0ffee00-0000-4000-8000-000000000042"
 COLOR = sys.stdout.isatty() and os.environ.get("NO_COLOR") is None
@@ -229,7 +230,9 @@ async def show_timelines(devices: dict[str, dict[str, Any]]) -> None:
             )
 
 
-async def scenario(stack: local_stack.Stack, client_state: str, api_url: str) -> None:
+async def scenario(
+    stack: local_stack.Stack, client_state: str, api_url: str, sink: TeamsSink
+) -> None:
     from shared.runtime import current
 
     async with AsyncSimAdmin(stack.graph_root, TENANT) as sim:
@@ -275,6 +278,8 @@ async def scenario(stack: local_stack.Stack, client_state: str, api_url: str) ->
             await action
             await sim.flush_notifications()
             await watcher.expect(alerts)
+            await wait_for_cards(sink, len(watcher.seen))
+            print_new_cards(sink, say=say)
             if alerts == 0:
                 await asyncio.sleep(1.5)  # give a wrong alert the chance to show up
                 say(dim("  (no alert, as it should be)"))
@@ -334,6 +339,9 @@ async def scenario(stack: local_stack.Stack, client_state: str, api_url: str) ->
                 " (CloudEvents on topic device-alerts, validated schema in docs/alert.schema.json)"
             )
         )
+        await print_remediation(
+            current(), {name: d["id"] for name, d in devices.items()}, sim, say=say
+        )
         await show_timelines(devices)
 
 
@@ -349,6 +357,9 @@ async def main() -> None:
         from local.devhost import DevHost
         from shared.runtime import current
 
+        stack_sink = TeamsSink()
+        sink = await stack_sink.__aenter__()
+        os.environ.update(demo_env(sink))
         port = free_port()
         os.environ["NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/notifications"
         os.environ["LIFECYCLE_NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/lifecycle"
@@ -365,9 +376,10 @@ async def main() -> None:
                 )
             )
             try:
-                await scenario(stack, client_state, host.api_url)
+                await scenario(stack, client_state, host.api_url, sink)
             finally:
                 await current().close()
+                await stack_sink.__aexit__(None, None, None)
     say(dim("\nEverything the demo started has been stopped."))
 
 
