@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export DEVICEMON_ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: setup run test lint format bench clean
+.PHONY: setup run test lint lint-infra format bench clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,19 @@ lint: $(PY_STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy .
 
-test: setup lint
+# The IaC scanner lives in its own venv: its pins conflict with the test tools'.
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): infra/requirements-lint.txt | $(PY_STAMP)
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infra/requirements-lint.txt
+	touch $@
+
+lint-infra: $(PY_STAMP) $(CHECKOV_STAMP)
+	$(PY) infra/lint_checkov.py --checkov $(CHECKOV_VENV)/bin/checkov
+
+test: setup lint lint-infra
 	$(PY) -m pytest
 
 format: $(PY_STAMP)

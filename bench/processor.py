@@ -42,6 +42,10 @@ async def pipeline_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
     runtime = Runtime(settings)
     use_runtime(runtime)
     os.environ["DEVICE_CHANGES_QUEUE"] = settings.device_changes_queue
+    os.environ["DEVICE_ALERTS_TOPIC"] = settings.device_alerts_topic
+    # A baseline raises no alerts: the alert consumers would only add idle receivers.
+    os.environ["AzureWebJobs.teams_alert.Disabled"] = "true"
+    os.environ["AzureWebJobs.remediate_alert.Disabled"] = "true"
     assert settings.service_bus_connection_string
     os.environ["ServiceBusConnection"] = settings.service_bus_connection_string
     await runtime.store()  # tables exist before the clock starts, as in a running deployment
