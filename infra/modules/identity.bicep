@@ -1,0 +1,19 @@
+// The function app's user-assigned managed identity: every connection (storage, Service Bus,
+// Key Vault references, Application Insights, Microsoft Graph) authenticates as this identity.
+
+@description('Name of the user-assigned managed identity.')
+param name string
+
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId
