@@ -7,7 +7,6 @@ import json
 import re
 from typing import Any
 
-import pytest
 import yaml
 
 from infra.hooks import devicemon_hooks as hooks
@@ -188,10 +187,9 @@ def test_the_deployment_package_is_the_app_only() -> None:
     only drops __pycache__ and .venv, so node_modules and .azure/<env>/.env (GRAPH_CLIENT_STATE,
     the Teams URL) would be uploaded."""
     funcignore = bicep.ROOT / ".funcignore"
-    if not funcignore.exists():
-        pytest.skip(
-            "no .funcignore at the repository root: azd would upload node_modules and .azure/"
-        )
+    assert funcignore.exists(), (
+        "no .funcignore at the repository root: azd would upload node_modules and .azure/"
+    )
     patterns = {
         line.strip().strip("/")
         for line in funcignore.read_text(encoding="utf-8").splitlines()

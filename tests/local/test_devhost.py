@@ -476,14 +476,11 @@ def test_cli_subprocess_serves_and_stops_on_sigterm() -> None:
 # Service Bus triggers against the local broker
 # ---------------------------------------------------------------------------------------
 
-BROKER_MAIN = ROOT / "local" / "broker" / "__main__.py"
 SB_ENV = "DevhostTestServiceBus"
 
 
 @pytest.fixture(scope="module")
 def broker() -> Iterator[str]:
-    if not BROKER_MAIN.exists():
-        pytest.skip("local/broker is not available yet")
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "local.broker", "--port", str(port)],
@@ -709,8 +706,6 @@ async def test_sb_lock_renewal_for_long_invocations(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Invocations longer than the lock duration keep their message/session lock."""
-    if not BROKER_MAIN.exists():
-        pytest.skip("local/broker is not available yet")
     from azure.servicebus import ServiceBusMessage
     from azure.servicebus.aio import ServiceBusClient
 
