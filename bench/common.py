@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import uuid
 from collections.abc import Sequence
 
 from local import stack as local_stack
@@ -35,18 +34,7 @@ def machine() -> str:
 
 
 def bench_settings(stack: local_stack.Stack, tenant: str) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    return Settings(
-        client_state=CLIENT_STATE,
-        allowed_tenant_ids=frozenset({tenant}),
-        device_changes_queue=f"device-changes-{suffix}",
-        device_alerts_topic=f"device-alerts-{suffix}",
-        service_bus_connection_string=stack.service_bus_connection,
-        tables_connection_string=stack.tables_connection,
-        table_prefix=f"b{suffix}",
-        graph_base_url=stack.graph_url(tenant),
-        graph_credential="simulator",
-    )
+    return stack.settings(tenant, CLIENT_STATE, table_prefix_letter="b")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

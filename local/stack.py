@@ -10,10 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from local.ports import free_port, wait_for_port
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE_KEY = (
@@ -56,6 +58,22 @@ class Stack:
 
     def graph_url(self, tenant: str) -> str:
         return f"{self.graph_root}/{tenant}/v1.0"
+
+    def settings(self, tenant: str, client_state: str, table_prefix_letter: str = "t") -> Settings:
+        """App settings for one isolated use of the stack: its own tenant in the Graph
+        simulator, its own queue, topic and tables."""
+        suffix = uuid.uuid4().hex[:10]
+        return Settings(
+            client_state=client_state,
+            allowed_tenant_ids=frozenset({tenant}),
+            device_changes_queue=f"device-changes-{suffix}",
+            device_alerts_topic=f"device-alerts-{suffix}",
+            service_bus_connection_string=self.service_bus_connection,
+            tables_connection_string=self.tables_connection,
+            table_prefix=f"{table_prefix_letter}{suffix}",
+            graph_base_url=self.graph_url(tenant),
+            graph_credential="simulator",
+        )
 
     def stop(self) -> None:
         for proc in self.processes:

@@ -40,19 +40,7 @@ def tenant() -> str:
 
 @pytest.fixture
 def settings(stack: local_stack.Stack, tenant: str) -> Settings:
-    suffix = uuid.uuid4().hex[:10]
-    return Settings(
-        client_state=CLIENT_STATE,
-        allowed_tenant_ids=frozenset({tenant}),
-        device_changes_queue=f"device-changes-{suffix}",
-        device_alerts_topic=f"device-alerts-{suffix}",
-        service_bus_connection_string=stack.service_bus_connection,
-        tables_connection_string=stack.tables_connection,
-        table_prefix=f"t{suffix}",
-        graph_base_url=stack.graph_url(tenant),
-        graph_credential="simulator",
-        graph_max_retries=3,
-    )
+    return stack.settings(tenant, CLIENT_STATE)
 
 
 @pytest.fixture
