@@ -8,10 +8,11 @@ export DEVICEMON_ARTIFACTS ?= $(CURDIR)/.artifacts
 
 .PHONY: setup run test lint lint-infra format bench clean
 
-$(PY_STAMP): requirements.txt requirements-dev.txt
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

@@ -57,6 +57,20 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await health.health(req)
 
 
+@app.route(route="devices/{id}", methods=["GET"])
+async def get_device(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import read_api
+
+    return await read_api.get_device(req)
+
+
+@app.route(route="devices", methods=["GET"])
+async def list_devices(req: func.HttpRequest) -> func.HttpResponse:
+    from handlers import read_api
+
+    return await read_api.list_devices(req)
+
+
 @app.route(route="ops/sync", methods=["POST"])
 async def run_sync_now(req: func.HttpRequest) -> func.HttpResponse:
     from handlers import upkeep

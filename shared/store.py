@@ -6,7 +6,9 @@ its ETag, so two writers can never both think they committed the same version.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -111,3 +113,114 @@ class DeviceStore:
     async def close(self) -> None:
         await self._state.close()
         await self._history.close()
+
+    # --- read side: the CLI, the read API and the report (docs/cli.md, docs/openapi.yaml) ---
+
+    async def find_devices(self, name_or_device_id: str) -> list[StateRow]:
+        """Devices whose DisplayName (case-insensitive) or Graph deviceId is the given text.
+
+        Table storage cannot compare case-insensitively, so this reads three columns of every
+        row, then the full rows of the matches."""
+        wanted = name_or_device_id.strip().casefold()
+        ids: list[str] = []
+        async for entity in self._state.list_entities(
+            select=["PartitionKey", "DisplayName", "DeviceId"]
+        ):
+            names = (str(entity.get("DisplayName") or ""), str(entity.get("DeviceId") or ""))
+            if wanted and any(n.casefold() == wanted for n in names):
+                ids.append(entity["PartitionKey"])
+        found = [await self.get_state(object_id) for object_id in ids]
+        return [row for row in found if row is not None]
+
+    async def page_states(
+        self,
+        query: str | None,
+        parameters: dict[str, Any],
+        *,
+        top: int,
+        resume: dict[str, Any] | None = None,
+        accept: Callable[[StateRow], bool] | None = None,
+        max_scan: int = 5000,
+    ) -> tuple[list[StateRow], dict[str, Any] | None]:
+        """Up to `top` DeviceState rows that match `query` (OData, run by Table storage) and
+        `accept` (checked here), in PartitionKey order, and where to resume: None at the end.
+
+        The resume point is {"next": <Table's own continuation>} when a page of Table storage
+        ended the answer, or {"after": <last object id examined>} when the answer ended inside
+        one (device ids are unique PartitionKeys, so the next query starts right after it; Table
+        continuations are opaque and cannot be made up). At most `max_scan` rows are examined per
+        call, so a selective `accept` answers with fewer rows, even none, and a resume point.
+        """
+        clauses = [query] if query else []
+        parameters = dict(parameters)
+        continuation = None
+        if resume and resume.get("after"):
+            clauses.append("PartitionKey gt @resumeAfter")
+            parameters["resumeAfter"] = str(resume["after"])
+        elif resume and isinstance(resume.get("next"), dict):
+            continuation = resume["next"]
+        page_size = top if accept is None else min(1000, max(4 * top, 200))
+        if clauses:
+            pager = self._state.query_entities(
+                " and ".join(clauses),
+                parameters=parameters,
+                results_per_page=page_size,
+                select=STATE_COLUMNS,
+            )
+        else:
+            pager = self._state.list_entities(results_per_page=page_size, select=STATE_COLUMNS)
+        pages = pager.by_page(continuation_token=continuation)
+        found: list[StateRow] = []
+        scanned = 0
+        async for page in pages:
+            entities = [entity async for entity in page]
+            for position, entity in enumerate(entities):
+                scanned += 1
+                row = StateRow.from_entity(entity)
+                if accept is None or accept(row):
+                    found.append(row)
+                last_of_page = position == len(entities) - 1
+                if len(found) >= top or scanned >= max_scan:
+                    if not last_of_page:
+                        return found, {"after": entity["PartitionKey"]}
+                    token = pages.continuation_token  # type: ignore[attr-defined]
+                    return found, ({"next": dict(token)} if token else None)
+        return found, None
+
+    async def history_since(self, since: datetime) -> AsyncIterator[HistoryRow]:
+        """Every device's history rows evaluated at or after `since` (a scan of DeviceHistory)."""
+        async for entity in self._history.query_entities(
+            "EvaluatedAt ge @since", parameters={"since": since}
+        ):
+            yield HistoryRow.from_entity(entity)
+
+
+# The columns the read side maps (PendingAlert, an alert body, stays in the table).
+STATE_COLUMNS = [
+    "PartitionKey",
+    "RowKey",
+    "Version",
+    "EvaluatedAt",
+    "Eligible",
+    "Reasons",
+    "Warnings",
+    "Policy",
+    "JoinType",
+    "Compliance",
+    "Management",
+    "DisplayName",
+    "DeviceId",
+    "TrustType",
+    "OperatingSystem",
+    "OperatingSystemVersion",
+    "AccountEnabled",
+    "Deleted",
+    "GracePeriodExpires",
+    "UserPrincipalName",
+    "ManagedDeviceId",
+    "Source",
+    "CorrelationId",
+    "Fingerprint",
+    "LastTransition",
+    "LastTransitionAt",
+]

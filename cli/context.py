@@ -1,0 +1,152 @@
+"""Settings and clients for one command: the function app's settings (Settings.from_env), read from
+the environment and optionally a local.settings.json, and the clients built from them.
+
+Reads never create tables (an operator with a read-only data role can run them) and fail fast
+when storage cannot be reached: a CLI should say so in seconds, not retry for a minute.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.errors import CONFIG, USAGE, CliError
+from shared.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from azure.data.tables.aio import TableServiceClient
+
+    from shared.bookkeeping import Bookkeeping
+    from shared.runtime import Runtime
+    from shared.store import DeviceStore
+
+# Commands that never send the clientState to anyone still go through Settings.from_env, which
+# requires GRAPH_CLIENT_STATE: they get this stand-in, so an operator reading the fleet does not
+# need the webhook's secret.
+UNUSED_CLIENT_STATE = "devicemon-cli-client-state-unused"
+# Fail within seconds on a closed port or a wrong host; still ride out one transient error.
+TABLES_CLIENT_OPTIONS: dict[str, Any] = {
+    "retry_total": 2,
+    "retry_connect": 2,
+    "retry_backoff_factor": 0.5,
+    "connection_timeout": 10,
+    "read_timeout": 60,
+}
+
+
+def settings_values(path: str) -> dict[str, str]:
+    """The "Values" of a local.settings.json (Azure Functions Core Tools' format)."""
+    file = Path(path)
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CliError(f"settings file {path} does not exist", USAGE) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CliError(f"settings file {path} is not readable JSON: {exc}", CONFIG) from None
+    values = document.get("Values") if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise CliError(f'settings file {path} has no "Values" object', CONFIG)
+    return {str(k): "" if v is None else str(v) for k, v in values.items()}
+
+
+def merged_env(env: Mapping[str, str], settings_file: str | None) -> dict[str, str]:
+    """The file's values under the environment's: an exported variable always wins."""
+    values = settings_values(settings_file) if settings_file else {}
+    values.update(env)
+    return values
+
+
+def load_settings(env: Mapping[str, str], *, client_state: bool = False) -> Settings:
+    if not client_state and not env.get("GRAPH_CLIENT_STATE"):
+        env = {**env, "GRAPH_CLIENT_STATE": UNUSED_CLIENT_STATE}
+    try:
+        return Settings.from_env(env)
+    except SettingsError as exc:
+        raise CliError(str(exc), CONFIG) from None
+
+
+def require_tables(settings: Settings) -> None:
+    if not (settings.tables_connection_string or settings.tables_endpoint):
+        raise CliError(
+            "Table storage is not configured: set TablesConnection__tableServiceUri "
+            "(e.g. https://<account>.table.core.windows.net, signed in with az login or a "
+            "managed identity) or TablesConnection (a connection string, local stack)",
+            CONFIG,
+        )
+
+
+def require_service_bus(settings: Settings) -> None:
+    if not (settings.service_bus_connection_string or settings.service_bus_namespace):
+        raise CliError(
+            "Service Bus is not configured: set ServiceBusConnection__fullyQualifiedNamespace "
+            "(e.g. <namespace>.servicebus.windows.net) or ServiceBusConnection (a connection "
+            "string, local stack)",
+            CONFIG,
+        )
+
+
+class Context:
+    """The clients of one command, made on first use and closed together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._tables: TableServiceClient | None = None
+        self._store: DeviceStore | None = None
+        self._books: Bookkeeping | None = None
+        self._runtime: Runtime | None = None
+
+    def tables(self) -> TableServiceClient:
+        if self._tables is None:
+            from azure.data.tables.aio import TableServiceClient
+
+            require_tables(self.settings)
+            s = self.settings
+            if s.tables_connection_string:
+                self._tables = TableServiceClient.from_connection_string(
+                    s.tables_connection_string, **TABLES_CLIENT_OPTIONS
+                )
+            else:
+                from shared.identity import credential
+
+                assert s.tables_endpoint is not None
+                self._tables = TableServiceClient(
+                    s.tables_endpoint, credential=credential(s, aio=True), **TABLES_CLIENT_OPTIONS
+                )
+        return self._tables
+
+    def store(self) -> DeviceStore:
+        if self._store is None:
+            from shared.store import DeviceStore
+
+            self._store = DeviceStore(self.tables(), self.settings)
+        return self._store
+
+    async def books(self, *, create: bool) -> Bookkeeping:
+        """DevicemonSync; `create` for the commands that write it (sync, subscription)."""
+        if self._books is None:
+            from shared.bookkeeping import Bookkeeping
+
+            self._books = Bookkeeping(self.tables(), self.settings.sync_table)
+        if create:
+            await self._books.ensure_table()
+        return self._books
+
+    def runtime(self) -> Runtime:
+        """The function app's Runtime: Graph and Service Bus clients exactly as the app builds."""
+        if self._runtime is None:
+            from shared.runtime import Runtime
+
+            self._runtime = Runtime(self.settings)
+        return self._runtime
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+        if self._books is not None:
+            await self._books.close()
+        if self._runtime is not None:
+            await self._runtime.close()
+        if self._tables is not None:
+            await self._tables.close()

@@ -1,0 +1,178 @@
+"""`devicemon device ID_OR_NAME`: the current evaluation and the timeline, newest first."""
+
+from __future__ import annotations
+
+import argparse
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from cli.context import Context
+from cli.errors import AMBIGUOUS, NOT_FOUND, OK, CliError
+from cli.output import Console, clean, pairs, table, when, wrap
+from shared import explain
+from shared.device_json import device_detail_json
+from shared.fleet import display_name, is_guid, record_changes, record_os_label
+from shared.records import DeviceRecord, HistoryRow, StateRow
+from shared.store import DeviceStore
+
+
+async def find(store: DeviceStore, target: str, state_table: str) -> list[StateRow]:
+    """By object id when the text is a GUID, else (or when no such id) by name or deviceId."""
+    if is_guid(target):
+        for candidate in dict.fromkeys((target, target.lower())):
+            state = await store.get_state(candidate)
+            if state is not None:
+                return [state]
+    try:
+        return await store.find_devices(target)
+    except ResourceNotFoundError:
+        raise CliError(
+            f"there is no {state_table} table: devicemon has not evaluated any device in this "
+            "storage account yet, or TABLE_PREFIX is wrong",
+            NOT_FOUND,
+        ) from None
+
+
+def facts(record: DeviceRecord) -> list[tuple[str, str]]:
+    managed = f" (managed device {record.managed_device_id})" if record.managed_device_id else ""
+    account = {True: "enabled", False: "DISABLED", None: "(not reported)"}[record.account_enabled]
+    return [
+        ("object id", record.object_id),
+        ("device id", record.device_id or "-"),
+        ("join type", f"{explain.join_type(record.join_type)} (trustType {record.trust_type})"),
+        ("OS", f"{record_os_label(record)} ({record.operating_system_version or '?'})"),
+        ("compliance", explain.compliance(record.compliance)),
+        ("management", explain.management(record.management) + managed),
+        ("primary user", record.user_principal_name or "-"),
+        ("account", "DELETED" if record.deleted else account),
+        ("policy", f"{record.policy}: requires {explain.policy(record.policy)}"),
+        (
+            "evaluated",
+            f"{when(record.evaluated_at)}, version {record.version}, "
+            f"after a {explain.source(record.source)}",
+        ),
+    ]
+
+
+def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
+    lines = []
+    if record.reasons:
+        lines.append(console.bold("Why it is ineligible"))
+        for code in record.reasons:
+            e = explain.reason(code)
+            lines += [f"  {code}: {e.meaning}", f"    What to do: {e.action}"]
+    if record.grace_period_expires:
+        lines.append(f"  Intune grace period ends {when(record.grace_period_expires)}")
+    if record.warnings:
+        lines.append(console.bold("Warnings"))
+        for code in record.warnings:
+            e = explain.warning(code)
+            lines += [f"  {code}: {e.meaning}", f"    What to do: {e.action}"]
+    return lines
+
+
+def timeline_lines(history: list[HistoryRow], truncated: bool, console: Console) -> list[str]:
+    title = "Timeline, newest first" + (f" (latest {len(history)} versions)" if truncated else "")
+    lines = [console.bold(title)]
+    for position, row in enumerate(history):
+        record = row.record
+        older = history[position + 1].record if position + 1 < len(history) else None
+        event = row.transition.replace("_", " ")
+        verdict = "eligible" if record.eligible else "INELIGIBLE"
+        lines.append(
+            f"  v{record.version}  {when(record.evaluated_at)}  {event}: {verdict}"
+            f"  ({explain.source(record.source)})"
+        )
+        for change in record_changes(older, record):
+            if not change.startswith("+reason"):  # the "why" line below says it in words
+                lines.append(f"      {clean(change, 120)}")
+        if not record.eligible:
+            lines.append(f"      why: {explain.reasons_in_words(record.reasons)}")
+        if row.alert_id:
+            lines.append(f"      alert {row.alert_id}")
+    return lines
+
+
+def render(
+    state: StateRow, history: list[HistoryRow], truncated: bool, console: Console
+) -> list[str]:
+    record = state.record
+    since = f" since {when(state.last_transition_at)}" if state.last_transition else ""
+    head = f"{clean(display_name(record), 80)}: {console.verdict(record.eligible)}{since}"
+    lines = [console.bold(head), pairs(facts(record)), ""]
+    lines += explanation_lines(record, console)
+    if lines[-1] != "":
+        lines.append("")
+    lines += timeline_lines(history, truncated, console)
+    return lines
+
+
+async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
+    store = ctx.store()
+    target = args.device.strip()
+    matches = await find(store, target, ctx.settings.state_table)
+    if not matches:
+        raise CliError(
+            f"no device {target!r} in {ctx.settings.state_table} (looked for an object id, a "
+            "display name and a device id)",
+            NOT_FOUND,
+        )
+    if len(matches) > 1:
+        console.note(f"{len(matches)} devices are named {target!r}; pass an object id:")
+        rows = [
+            [m.record.object_id, clean(display_name(m.record), 40), verdict(m.record)]
+            for m in matches
+        ]
+        console.note(table(["OBJECT ID", "NAME", "NOW"], rows))
+        return AMBIGUOUS
+    state = matches[0]
+    history = [row async for row in store.history(state.record.object_id, args.limit + 1)]
+    truncated = len(history) > args.limit
+    history = history[: args.limit]
+    if args.json:
+        console.json(device_detail_json(state, history, truncated))
+        return OK
+    for line in render(state, history, truncated, console):
+        console.say(line)
+    return OK
+
+
+def verdict(record: DeviceRecord) -> str:
+    return "eligible" if record.eligible else "ineligible"
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "device",
+        parents=[common],
+        help="a device's current evaluation and its timeline",
+        description=wrap(
+            "Show a device's current Conditional Access eligibility, why (reasons in words, "
+            "with what to do), and its timeline from DeviceHistory, newest first. The device "
+            "is found by object id, or by display name (case-insensitive) or Graph deviceId."
+        ),
+        epilog=(
+            "examples:\n  devicemon device LAPTOP-0042\n"
+            "  devicemon device 3f2c0b8e-1d7a-4c1e-9a51-0a7e6b2f9c11 --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("device", metavar="ID_OR_NAME", help="object id, display name or deviceId")
+    parser.add_argument(
+        "--limit",
+        type=_positive,
+        default=50,
+        help="timeline versions to show (default 50)",
+    )
+    parser.add_argument("--json", action="store_true", help="the read API's JSON instead of text")
+    parser.set_defaults(handler=run, needs=("tables",))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be from 1 to 1000")
+    return value

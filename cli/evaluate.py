@@ -1,0 +1,227 @@
+"""`devicemon evaluate FILE`: the "why is this laptop blocked?" tool. Offline and pure: the same
+evaluation as the processor, on a device JSON as Graph returns it, explained in words."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cli.context import load_settings
+from cli.errors import INELIGIBLE, OK, USAGE, CliError
+from cli.output import Console, clean, pairs, table, wrap
+from shared import explain
+from shared.device_json import iso
+from shared.evaluation import EvaluationOptions, evaluate
+from shared.fleet import os_label
+from shared.models import DeviceSnapshot, Evaluation, ManagedDeviceSnapshot, Policy
+from shared.snapshots import (
+    SnapshotError,
+    device_from_json,
+    managed_device_from_json,
+    parse_time,
+)
+
+
+def read_json(path: str) -> Any:
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"{path} does not exist", USAGE) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}", USAGE) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{path} is not JSON: {exc}", USAGE) from None
+
+
+def single(document: Any, what: str, path: str) -> Any:
+    """One object from a Graph answer: the object itself, or a one-item {"value": [...]}."""
+    if isinstance(document, dict) and isinstance(document.get("value"), list):
+        items = document["value"]
+        if len(items) != 1:
+            raise CliError(f"{path} holds {len(items)} {what}s in 'value': give exactly one", USAGE)
+        return items[0]
+    return document
+
+
+def load_inputs(
+    path: str, managed_path: str | None
+) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]:
+    document = single(read_json(path), "device", path)
+    managed_json = None
+    if isinstance(document, dict) and isinstance(document.get("device"), dict):
+        managed_json = document.get("managedDevice")
+        document = document["device"]
+    if managed_path:
+        managed_json = single(read_json(managed_path), "managed device", managed_path)
+    try:
+        device = device_from_json(document)
+        managed = managed_device_from_json(managed_json) if managed_json else None
+    except SnapshotError as exc:
+        raise CliError(f"not a Graph device: {exc}", USAGE) from None
+    return device, managed
+
+
+def verdict_json(
+    device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None, result: Evaluation
+) -> dict[str, Any]:
+    return {
+        "objectId": device.object_id,
+        "displayName": device.display_name,
+        "policy": result.policy.value,
+        "eligible": result.eligible,
+        "joinType": result.join_type.value,
+        "compliance": result.compliance.value,
+        "management": result.management.value,
+        "gracePeriodExpires": iso(result.grace_period_expires),
+        "reasons": [
+            {
+                "code": r.value,
+                "meaning": explain.reason(r).meaning,
+                "action": explain.reason(r).action,
+            }
+            for r in result.reasons
+        ],
+        "warnings": [
+            {
+                "code": w.value,
+                "meaning": explain.warning(w).meaning,
+                "action": explain.warning(w).action,
+            }
+            for w in result.warnings
+        ],
+        "intuneRecord": managed is not None,
+    }
+
+
+def render(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    result: Evaluation,
+    others: dict[Policy, Evaluation],
+    console: Console,
+) -> list[str]:
+    name = clean(device.display_name or device.object_id, 80)
+    lines = [
+        console.bold(f"{name} under {result.policy.value}: ") + console.verdict(result.eligible)
+    ]
+    account = {True: "enabled", False: "DISABLED", None: "(not in the JSON)"}[
+        device.account_enabled
+    ]
+    compliant = {True: "true", False: "false", None: "(absent)"}[device.is_compliant]
+    lines.append(
+        pairs(
+            [
+                ("requires", explain.policy(result.policy.value)),
+                (
+                    "join type",
+                    f"{explain.join_type(result.join_type)} (trustType {device.trust_type})",
+                ),
+                (
+                    "compliance",
+                    f"{explain.compliance(result.compliance)} (isCompliant {compliant})",
+                ),
+                ("management", explain.management(result.management)),
+                ("account", "DELETED" if device.deleted else account),
+                (
+                    "OS",
+                    f"{os_label(device.operating_system, device.operating_system_version)} "
+                    f"({device.operating_system_version or '?'})",
+                ),
+                ("Intune record", "given" if managed else "not given (--managed FILE)"),
+            ]
+        )
+    )
+    lines += ["", console.bold("Why" if result.reasons else "Why it passes")]
+    if result.reasons:
+        for reason in result.reasons:
+            e = explain.reason(reason)
+            lines += [f"  {reason.value}: {e.meaning}", f"    What to do: {e.action}"]
+    else:
+        lines.append(f"  It meets the policy: {explain.policy(result.policy.value)}.")
+    if result.grace_period_expires:
+        lines.append(f"  Intune grace period ends {iso(result.grace_period_expires)}")
+    if result.warnings:
+        lines += ["", console.bold("Warnings")]
+        for warning in result.warnings:
+            e = explain.warning(warning)
+            lines += [f"  {warning.value}: {e.meaning}", f"    What to do: {e.action}"]
+    lines += ["", console.bold("Under each CA_POLICY")]
+    rows = [
+        [
+            p.value,
+            "eligible" if r.eligible else "INELIGIBLE",
+            explain.reasons_in_words(r.reasons) or "-",
+        ]
+        for p, r in others.items()
+    ]
+    lines.append(table(["POLICY", "VERDICT", "WHY"], rows))
+    return lines
+
+
+async def run(console: Console, env: dict[str, str], args: argparse.Namespace) -> int:
+    settings = load_settings(env)
+    device, managed = load_inputs(args.file, args.managed)
+    if args.now:
+        try:
+            now = parse_time(args.now)
+        except SnapshotError as exc:
+            raise CliError(f"--now: {exc}", USAGE) from None
+    else:
+        now = datetime.now(UTC)
+    assert now is not None
+    policy = Policy(args.policy) if args.policy else settings.policy
+
+    def under(p: Policy) -> Evaluation:
+        options = EvaluationOptions(
+            p, settings.stale_sign_in_days, settings.intune_checkin_stale_days
+        )
+        return evaluate(device, managed, options, now)
+
+    result = under(policy)
+    if args.json:
+        console.json(verdict_json(device, managed, result))
+    else:
+        for line in render(device, managed, result, {p: under(p) for p in Policy}, console):
+            console.say(line)
+    return INELIGIBLE if args.exit_code and not result.eligible else OK
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "evaluate",
+        parents=[common],
+        help="evaluate a device JSON offline and explain the verdict",
+        description=wrap(
+            "Evaluate a device as Graph returns it (GET /devices/{id}, or a one-item "
+            '{"value": [...]}) under a CA policy, offline, and explain the verdict: the "why '
+            'is this laptop blocked?" tool. The file may also be {"device": {...}, '
+            '"managedDevice": {...}}. Use - to read standard input.'
+        ),
+        epilog=(
+            "examples:\n  devicemon evaluate laptop.json\n"
+            "  devicemon evaluate laptop.json --managed intune.json --policy compliant\n"
+            "  devicemon evaluate laptop.json --exit-code || echo blocked"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", help="device JSON file, or - for stdin")
+    parser.add_argument("--managed", metavar="FILE", help="the Intune managed device JSON")
+    parser.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        help="CA policy to evaluate under (default: CA_POLICY, else compliant_or_hybrid)",
+    )
+    parser.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
+    parser.add_argument("--json", action="store_true", help="the verdict as JSON")
+    parser.add_argument(
+        "--exit-code",
+        action="store_true",
+        help=f"exit {INELIGIBLE} when the device is ineligible (default: 0 either way)",
+    )
+    parser.set_defaults(offline=run, needs=())

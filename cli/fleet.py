@@ -1,0 +1,227 @@
+"""`devicemon fleet`: eligibility by join type, OS and reason; `--ineligible` lists the devices."""
+
+from __future__ import annotations
+
+import argparse
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from cli.context import Context
+from cli.errors import NOT_FOUND, OK, USAGE, CliError
+from cli.output import Console, clean, table, when, wrap
+from shared import explain
+from shared.device_json import iso, state_json, summary_json
+from shared.fleet import (
+    Counts,
+    DeviceFilter,
+    FilterError,
+    FleetSummary,
+    display_name,
+    record_os_label,
+    summarize,
+)
+from shared.records import StateRow
+from shared.store import DeviceStore
+
+
+async def read_states(store: DeviceStore, state_table: str) -> list[StateRow]:
+    try:
+        return [row async for row in store.states()]
+    except ResourceNotFoundError:
+        raise CliError(
+            f"there is no {state_table} table: devicemon has not evaluated any device in this "
+            "storage account yet, or TABLE_PREFIX is wrong",
+            NOT_FOUND,
+        ) from None
+
+
+def ineligible_rows(states: list[StateRow]) -> list[StateRow]:
+    found = [s for s in states if not s.record.eligible]
+    return sorted(found, key=lambda s: (display_name(s.record).casefold(), s.record.object_id))
+
+
+def _counts_rows(
+    groups: dict[str, Counts], label: dict[str, str] | None = None
+) -> list[list[object]]:
+    return [
+        [(label or {}).get(k, k), c.devices, c.eligible, c.ineligible, c.eligible_percent]
+        for k, c in groups.items()
+    ]
+
+
+def render_summary(summary: FleetSummary, console: Console) -> list[str]:
+    o = summary.overall
+    deleted = f" ({summary.deleted} of them deleted)" if summary.deleted else ""
+    lines = [
+        console.bold(
+            f"Fleet: {o.devices} devices, {o.eligible} eligible ({o.eligible_percent:.1f}%), "
+            f"{o.ineligible} ineligible{deleted}"
+        )
+    ]
+    if summary.policies:
+        used = ", ".join(f"{p} ({n})" for p, n in summary.policies.most_common())
+        lines.append(f"Evaluated under CA_POLICY {used}")
+    headers = ["DEVICES", "ELIGIBLE", "INELIGIBLE", "ELIGIBLE %"]
+    lines += ["", console.bold("By join type")]
+    lines.append(
+        table(["JOIN TYPE", *headers], _counts_rows(summary.by_join_type, explain.JOIN_TYPES))
+    )
+    lines += ["", console.bold("By operating system")]
+    lines.append(table(["OS", *headers], _counts_rows(summary.by_os)))
+    lines += ["", console.bold("Ineligible devices by reason (a device can have several)")]
+    if summary.by_reason:
+        rows = [
+            [code, n, explain.reason(code).short]
+            for code, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        lines.append(table(["REASON", "DEVICES", "IN WORDS"], rows))
+    else:
+        lines.append("  none")
+    if summary.by_warning:
+        lines += ["", console.bold("Warnings (eligibility unchanged)")]
+        rows = [
+            [code, n, explain.warning(code).short]
+            for code, n in sorted(summary.by_warning.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+        lines.append(table(["WARNING", "DEVICES", "IN WORDS"], rows))
+    return lines
+
+
+def render_ineligible(states: list[StateRow], console: Console) -> list[str]:
+    lines = ["", console.bold(f"Ineligible devices ({len(states)})")]
+    if not states:
+        return [*lines, "  none"]
+    rows = [
+        [
+            clean(display_name(s.record), 32),
+            explain.join_type(s.record.join_type),
+            record_os_label(s.record),
+            when(s.last_transition_at)[:16],
+            explain.reasons_in_words(s.record.reasons),
+            s.record.object_id,
+        ]
+        for s in states
+    ]
+    lines.append(table(["NAME", "JOIN TYPE", "OS", "SINCE (UTC)", "WHY", "OBJECT ID"], rows))
+    return lines
+
+
+DEVICE_CSV = [
+    "objectId",
+    "displayName",
+    "joinType",
+    "os",
+    "operatingSystemVersion",
+    "compliance",
+    "management",
+    "reasons",
+    "reasonsInWords",
+    "warnings",
+    "ineligibleSince",
+    "evaluatedAt",
+    "userPrincipalName",
+    "deviceId",
+]
+
+
+def device_csv_row(s: StateRow) -> list[object]:
+    r = s.record
+    return [
+        r.object_id,
+        r.display_name,
+        r.join_type,
+        record_os_label(r),
+        r.operating_system_version,
+        r.compliance,
+        r.management,
+        " ".join(r.reasons),
+        explain.reasons_in_words(r.reasons),
+        " ".join(r.warnings),
+        iso(s.last_transition_at),
+        iso(r.evaluated_at),
+        r.user_principal_name,
+        r.device_id,
+    ]
+
+
+def summary_csv_rows(summary: FleetSummary) -> list[list[object]]:
+    o = summary.overall
+    rows: list[list[object]] = [["all", "all", o.devices, o.eligible, o.ineligible]]
+    for dimension, groups in (("joinType", summary.by_join_type), ("os", summary.by_os)):
+        rows += [[dimension, k, c.devices, c.eligible, c.ineligible] for k, c in groups.items()]
+    rows += [["reason", k, n, 0, n] for k, n in sorted(summary.by_reason.items())]
+    rows += [["warning", k, n, "", ""] for k, n in sorted(summary.by_warning.items())]
+    return rows
+
+
+async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
+    try:
+        wanted = DeviceFilter.parse(
+            join_type=args.join_type,
+            reason=args.reason,
+            os=args.os,
+            names=("--eligible", "--join-type", "--reason", "--os"),
+        )
+    except FilterError as exc:
+        raise CliError(str(exc), USAGE) from None
+    states = [
+        s
+        for s in await read_states(ctx.store(), ctx.settings.state_table)
+        if wanted.matches(s.record)
+    ]
+    summary = summarize(s.record for s in states)
+    listed = ineligible_rows(states) if args.ineligible else []
+    if args.format == "json":
+        body: dict[str, object] = {"summary": summary_json(summary)}
+        if args.ineligible:
+            body["devices"] = [state_json(s) for s in listed]
+        console.json(body)
+    elif args.format == "csv":
+        if args.ineligible:
+            console.csv(DEVICE_CSV, (device_csv_row(s) for s in listed))
+        else:
+            console.csv(
+                ["dimension", "value", "devices", "eligible", "ineligible"],
+                summary_csv_rows(summary),
+            )
+    else:
+        lines = render_summary(summary, console)
+        if args.ineligible:
+            lines += render_ineligible(listed, console)
+        for line in lines:
+            console.say(line)
+    return OK
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "fleet",
+        parents=[common],
+        help="eligibility summary by join type, OS and reason",
+        description=wrap(
+            "Summarise the fleet's current eligibility (DeviceState) by join type, operating "
+            "system and reason. --ineligible also lists the ineligible devices with their "
+            "reasons. --join-type, --reason and --os narrow the devices counted and listed."
+        ),
+        epilog=(
+            "examples:\n  devicemon fleet\n  devicemon fleet --ineligible --csv > ineligible.csv\n"
+            "  devicemon fleet --ineligible --reason NOT_COMPLIANT --os 'Windows 11' --json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--ineligible", action="store_true", help="list the ineligible devices")
+    parser.add_argument("--join-type", help="entra_joined, hybrid_joined, registered or unknown")
+    parser.add_argument("--reason", help="only devices with this reason code, e.g. NOT_COMPLIANT")
+    parser.add_argument("--os", help="OS prefix, e.g. 'Windows 11' or 'Windows 10.0.19045'")
+    shape = parser.add_mutually_exclusive_group()
+    shape.add_argument(
+        "--json", dest="format", action="store_const", const="json", help="JSON output"
+    )
+    shape.add_argument(
+        "--csv",
+        dest="format",
+        action="store_const",
+        const="csv",
+        help="CSV output: the summary, or with --ineligible one row per device",
+    )
+    parser.set_defaults(handler=run, needs=("tables",), format="table")

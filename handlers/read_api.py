@@ -1,0 +1,104 @@
+"""GET /api/devices/{id} and GET /api/devices: the read API over DeviceState and DeviceHistory.
+
+Function-key auth (the app's default). Bodies are described in docs/openapi.yaml; errors are
+`{"error": {"code", "message"}}` like the other routes: 400 for a bad parameter, 404 for an
+unknown device, 503 when Table storage cannot be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from handlers.responses import json_error
+from shared import logs
+from shared.device_json import device_detail_json, state_json
+from shared.fleet import DeviceFilter, FilterError, decode_token, encode_token, is_guid
+from shared.runtime import Runtime, current
+
+log = logging.getLogger("devicemon.read_api")
+DEFAULT_HISTORY = 50
+DEFAULT_TOP = 100
+MAX_PAGE = 1000
+
+
+def _json(body: dict[str, Any], status: int = 200) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: int) -> int:
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.strip().isdigit() or not low <= int(raw) <= high:
+        raise FilterError(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+def _unavailable(exc: AzureError, route: str) -> func.HttpResponse:
+    logs.event(log, "read_failed", level=logging.ERROR, route=route, error=type(exc).__name__)
+    return json_error(503, "storageUnavailable", "Table storage could not be read; retry later")
+
+
+async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """The device's current evaluation and its timeline, newest first (`limit` rows, 1..1000)."""
+    object_id = (req.route_params.get("id") or "").strip()
+    if not is_guid(object_id):
+        return json_error(400, "invalidDeviceId", "the device id must be a Graph object id (GUID)")
+    try:
+        limit = _int_param(req, "limit", DEFAULT_HISTORY, 1, MAX_PAGE)
+    except FilterError as exc:
+        return json_error(400, "invalidParameter", str(exc))
+    rt = runtime or current()
+    try:
+        store = await rt.store()
+        state = await store.get_state(object_id)
+        if state is None and object_id != object_id.lower():
+            state = await store.get_state(object_id.lower())  # Graph writes ids in lower case
+        if state is None:
+            return json_error(404, "deviceNotFound", f"no device {object_id} in DeviceState")
+        history = [row async for row in store.history(state.record.object_id, limit + 1)]
+    except AzureError as exc:
+        return _unavailable(exc, "devices/{id}")
+    return _json(device_detail_json(state, history[:limit], truncated=len(history) > limit))
+
+
+async def list_devices(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
+    """Devices, filtered by eligible, joinType, reason and os, `top` per page (1..1000), with a
+    continuationToken while more may follow (a page can hold fewer than `top`, even none)."""
+    try:
+        wanted = DeviceFilter.parse(
+            eligible=req.params.get("eligible"),
+            join_type=req.params.get("joinType"),
+            reason=req.params.get("reason"),
+            os=req.params.get("os"),
+        )
+        top = _int_param(req, "top", DEFAULT_TOP, 1, MAX_PAGE)
+        token = req.params.get("continuationToken")
+        resume = decode_token(token) if token else None
+    except FilterError as exc:
+        return json_error(400, "invalidParameter", str(exc))
+    query, parameters = wanted.table_query()
+    rt = runtime or current()
+    try:
+        store = await rt.store()
+        rows, following = await store.page_states(
+            query,
+            parameters,
+            top=top,
+            resume=resume,
+            accept=(lambda row: wanted.matches(row.record)) if wanted.checks_rows else None,
+        )
+    except AzureError as exc:
+        return _unavailable(exc, "devices")
+    return _json(
+        {
+            "devices": [state_json(row) for row in rows],
+            "count": len(rows),
+            "continuationToken": encode_token(following) if following else None,
+        }
+    )

@@ -1,0 +1,139 @@
+"""`devicemon evaluate`: offline, pure; fixtures are device JSON as Graph returns it."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from cli import errors
+from cli.main import main
+from tests.cli.conftest import DATA
+
+NOW = "2026-11-29T12:00:00Z"
+LAPTOP = str(DATA / "entra-joined-noncompliant.json")
+KIOSK = str(DATA / "hybrid-joined-no-intune.json")
+SURFACE = str(DATA / "disabled-in-grace.json")
+
+
+def evaluate(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["evaluate", *argv, "--now", NOW], env={})
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("file", "policy", "eligible", "reasons", "warnings"),
+    [
+        (LAPTOP, "compliant_or_hybrid", False, ["NOT_COMPLIANT", "NOT_HYBRID_JOINED"], []),
+        (LAPTOP, "compliant", False, ["NOT_COMPLIANT"], []),
+        (KIOSK, "compliant_or_hybrid", True, [], ["UNSUPPORTED_OS"]),
+        (KIOSK, "hybrid", True, [], ["UNSUPPORTED_OS"]),
+        (KIOSK, "compliant_and_hybrid", False, ["COMPLIANCE_UNKNOWN"], ["UNSUPPORTED_OS"]),
+        (SURFACE, "compliant", False, ["DEVICE_DISABLED"], ["COMPLIANCE_GRACE_PERIOD"]),
+    ],
+)
+def test_verdict_and_codes_as_json(
+    capsys: pytest.CaptureFixture[str],
+    file: str,
+    policy: str,
+    eligible: bool,
+    reasons: list[str],
+    warnings: list[str],
+) -> None:
+    code, out, _ = evaluate(capsys, file, "--policy", policy, "--json")
+
+    assert code == errors.OK  # eligible or not, unless --exit-code
+    verdict = json.loads(out)
+    assert verdict["policy"] == policy
+    assert verdict["eligible"] is eligible
+    assert [r["code"] for r in verdict["reasons"]] == reasons
+    assert [w["code"] for w in verdict["warnings"]] == warnings
+    assert all(r["meaning"] and r["action"] for r in verdict["reasons"])
+
+
+def test_explains_why_in_words_and_under_each_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = evaluate(capsys, LAPTOP)
+
+    assert code == errors.OK
+    lines = out.splitlines()
+    assert lines[0] == "LAPTOP-0042 under compliant_or_hybrid: INELIGIBLE"
+    assert (
+        "  NOT_COMPLIANT: Intune marks the device as not compliant, and the policy requires compliance."
+        in lines
+    )
+    assert any(line.startswith("    What to do: Open the device in Intune") for line in lines)
+    table = out[out.index("Under each CA_POLICY") :].splitlines()[2:]
+    assert [row.split()[:2] for row in table] == [
+        ["compliant_or_hybrid", "INELIGIBLE"],
+        ["compliant", "INELIGIBLE"],
+        ["hybrid", "INELIGIBLE"],
+        ["compliant_and_hybrid", "INELIGIBLE"],
+    ]
+
+
+def test_managed_device_from_a_second_file_and_policy_from_the_environment(
+    capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    combined = json.loads((DATA / "disabled-in-grace.json").read_text())
+    device, managed = tmp_path / "device.json", tmp_path / "managed.json"
+    device.write_text(json.dumps(combined["device"] | {"accountEnabled": True}))
+    managed.write_text(json.dumps({"value": [combined["managedDevice"]]}))
+
+    code = main(
+        ["evaluate", str(device), "--managed", str(managed), "--now", NOW, "--json"],
+        env={"CA_POLICY": "compliant"},
+    )
+    verdict = json.loads(capsys.readouterr().out)
+
+    assert code == errors.OK
+    assert (verdict["policy"], verdict["eligible"], verdict["compliance"]) == (
+        "compliant",
+        True,
+        "in_grace_period",
+    )
+    assert verdict["gracePeriodExpires"] == "2026-12-03T00:00:00Z"
+
+
+@pytest.mark.parametrize(("file", "code"), [(LAPTOP, errors.INELIGIBLE), (KIOSK, errors.OK)])
+def test_exit_code_option_tells_scripts_the_verdict(
+    capsys: pytest.CaptureFixture[str], file: str, code: int
+) -> None:
+    assert evaluate(capsys, file, "--exit-code")[0] == code
+
+
+def test_reads_standard_input(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO((DATA / "hybrid-joined-no-intune.json").read_text())
+    )
+
+    code, out, _ = evaluate(capsys, "-", "--json")
+
+    assert code == errors.OK
+    assert json.loads(out)["displayName"] == "KIOSK-LOBBY"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([str(DATA / "missing.json")], "does not exist"),
+        ([str(DATA / "not-a-device.json")], "not a Graph device: a device needs its object id"),
+        ([LAPTOP, "--now", "yesterday"], "--now: not a timestamp"),
+    ],
+)
+def test_bad_input_is_a_usage_error_that_says_what_is_wrong(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code = main(["evaluate", *argv], env={})
+    err = capsys.readouterr().err
+
+    assert code == errors.USAGE
+    assert message in err
+
+
+def test_unknown_policy_is_rejected_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", LAPTOP, "--policy", "strict"], env={})
+
+    assert code == errors.USAGE
+    assert "invalid choice: 'strict'" in capsys.readouterr().err
