@@ -230,6 +230,15 @@ async def show_timelines(devices: dict[str, dict[str, Any]]) -> None:
             )
 
 
+async def show_cli() -> None:
+    """What an operator types next: the same Table storage through the devicemon CLI."""
+    from cli.main import run as devicemon
+
+    for argv in (["fleet"], ["device", "LAPTOP-0042"]):
+        say(bold(f"\n$ devicemon {' '.join(argv)}"))
+        await devicemon(argv)
+
+
 async def scenario(
     stack: local_stack.Stack, client_state: str, api_url: str, sink: TeamsSink
 ) -> None:
@@ -343,6 +352,7 @@ async def scenario(
             current(), {name: d["id"] for name, d in devices.items()}, sim, say=say
         )
         await show_timelines(devices)
+        await show_cli()
 
 
 async def main() -> None:
