@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
+from shared import explain
 from shared.alert_view import AlertView
 
 CARD_VERSION = "1.4"
@@ -56,48 +57,6 @@ SOURCES = {
     "sync": "devicemon's periodic delta sync",
     "replay": "a replay of stored changes",
 }
-# Plain words for each code (docs/reason-codes.md): what it means, then what to do.
-REASONS: dict[str, tuple[str, str]] = {
-    "DEVICE_DELETED": (
-        "The device object no longer exists in Microsoft Entra ID.",
-        "If unexpected, restore it from deleted devices in the Entra admin center or re-join it.",
-    ),
-    "DEVICE_DISABLED": (
-        "The device object is disabled in Microsoft Entra ID.",
-        "Check the Entra audit log for who disabled it; enable it again if it was a mistake.",
-    ),
-    "NOT_COMPLIANT": (
-        "Intune marks the device as not compliant, and the policy requires compliance.",
-        "Open the device in Intune to see which compliance policy fails; a device sync "
-        "re-evaluates it.",
-    ),
-    "COMPLIANCE_UNKNOWN": (
-        "Intune has not reported compliance for the device (not enrolled, enrollment "
-        "incomplete, or not managed by Intune), and the policy requires compliance.",
-        "Check the enrollment in Intune; for co-managed devices check that the compliance "
-        "workload is with Intune.",
-    ),
-    "NOT_HYBRID_JOINED": (
-        "The device is Entra joined, not hybrid joined, and the policy requires hybrid join.",
-        "Expected for cloud-only devices; otherwise check Entra Connect sync and "
-        "`dsregcmd /status` on the device.",
-    ),
-    "NOT_JOINED": (
-        "The device is only registered (or not joined at all), and the policy requires "
-        "hybrid join.",
-        "A registered (personal) device cannot be hybrid joined; it can still pass by being "
-        "compliant if the policy allows either.",
-    ),
-}
-WARNINGS = {
-    "UNSUPPORTED_OS": "Down-level Windows (below 10): no longer listed as supported for hybrid join.",
-    "STALE_SIGN_IN": "No sign-in for a long time (STALE_SIGN_IN_DAYS).",
-    "COMPLIANCE_GRACE_PERIOD": "Noncompliant but in Intune's grace period: access ends when it expires.",
-    "INTUNE_CHECKIN_STALE": "The device has not checked in with Intune for a long time: it will soon be marked noncompliant.",
-    "COMPLIANCE_MISMATCH": "Intune and Entra disagree about compliance (usually a short propagation delay).",
-}
-
-
 # --- small helpers ---------------------------------------------------------------------------
 
 
@@ -206,7 +165,7 @@ def _device_facts(alert: AlertView) -> list[tuple[str, str]]:
 def _reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
     blocks: list[Card] = []
     for code in codes:
-        meaning, todo = REASONS.get(code, ("An unknown reason code.", "See docs/reason-codes.md."))
+        meaning, todo = explain.reason(code).meaning, explain.reason(code).action
         if fixed:
             blocks.append(text(f"✔ **{code}** (resolved): {meaning}"))
         else:
@@ -259,9 +218,7 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
     body += [facts(_device_facts(alert)), *why]
     if alert.warnings:
         body.append(heading("Also worth knowing"))
-        body += [
-            text(f"**{w}**: {WARNINGS.get(w, 'See docs/reason-codes.md.')}") for w in alert.warnings
-        ]
+        body += [text(f"**{w}**: {explain.warning(w).meaning}") for w in alert.warnings]
     previous = "eligible" if alert.previous_eligible else "not eligible"
     if alert.previous_reasons and not alert.previous_eligible:
         previous += f" ({', '.join(alert.previous_reasons)})"
@@ -390,12 +347,12 @@ def mass_card(summary: MassSummary, window_minutes: int) -> Card:
     if summary.reasons:
         body += [heading("Reasons (devices)"), facts(_counted(summary.reasons))]
         top, count = max(summary.reasons.items(), key=lambda kv: kv[1])
-        if count * 5 >= n * 4 and top in REASONS:
+        if count * 5 >= n * 4 and top in explain.REASONS:
             body.append(
                 text(
                     f"{count} of {n} share **{top}**: one common cause is likely (for "
                     "compliance, a recently changed or newly assigned Intune compliance policy). "
-                    f"{REASONS[top][1]}"
+                    f"{explain.reason(top).action}"
                 )
             )
     if summary.join_types:

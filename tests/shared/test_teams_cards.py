@@ -13,12 +13,11 @@ import jsonschema
 import pytest
 
 from local.teams_sink import shape_error
+from shared import explain
 from shared.alert_view import AlertView, parse_alert
 from shared.teams_cards import (
     CARD_VERSION,
     MAX_MESSAGE_BYTES,
-    REASONS,
-    WARNINGS,
     Flip,
     MassSummary,
     alert_card,
@@ -37,7 +36,7 @@ SCHEMA = json.loads(
 VALIDATOR = jsonschema.Draft6Validator(SCHEMA)
 # What a Teams Workflows post can render: no Action.Submit / Action.Execute (no bot behind it).
 ALLOWED_ACTIONS = {"Action.OpenUrl", "Action.ShowCard", "Action.ToggleVisibility"}
-ALL_REASONS = tuple(REASONS)
+ALL_REASONS = tuple(explain.REASONS)
 HUGE = "X" * 5000
 
 
@@ -99,13 +98,18 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     },
     "lost-all-reasons-warnings-grace": {
         "reasons": ALL_REASONS,
-        "warnings": tuple(WARNINGS),
+        "warnings": tuple(explain.WARNINGS),
         "compliance": "in_grace_period",
         "grace": T0 + timedelta(days=3),
     },
     "restored": {"lost": False, "reasons": ("NOT_COMPLIANT", "NOT_HYBRID_JOINED")},
     "restored-registered": {"lost": False, "reasons": ("NOT_JOINED",), "join_type": "registered"},
-    "huge-values": {"name": HUGE, "upn": HUGE, "reasons": ALL_REASONS, "warnings": tuple(WARNINGS)},
+    "huge-values": {
+        "name": HUGE,
+        "upn": HUGE,
+        "reasons": ALL_REASONS,
+        "warnings": tuple(explain.WARNINGS),
+    },
 }
 
 
@@ -130,9 +134,9 @@ def test_lost_card_says_which_device_what_why_when_and_where() -> None:
     assert "OS: Windows 10.0.22631.4460" in words
     assert "Owner: adele.vance@contoso.example" in words
     for code in ("NOT_COMPLIANT", "NOT_HYBRID_JOINED"):
-        assert f"**{code}**: {REASONS[code][0]}" in words
-        assert f"What to do: {REASONS[code][1]}" in words
-    assert WARNINGS["STALE_SIGN_IN"] in words
+        assert f"**{code}**: {explain.reason(code).meaning}" in words
+        assert f"What to do: {explain.reason(code).action}" in words
+    assert explain.warning("STALE_SIGN_IN").meaning in words
     assert "Detected: 2026-11-29 10:00:00 UTC" in words
     assert "Detected by: a Microsoft Graph change notification" in words
     assert "CA requires: a compliant device or a hybrid joined device" in words
@@ -159,7 +163,9 @@ def test_restored_card_looks_different_and_says_what_was_fixed() -> None:
     assert "LOST" in lost["body"][0]["items"][0]["text"]
     assert "RESTORED" in restored["body"][0]["items"][0]["text"]
     assert "passes device-based Conditional Access again" in texts(restored)
-    assert f"**NOT_COMPLIANT** (resolved): {REASONS['NOT_COMPLIANT'][0]}" in texts(restored)
+    assert f"**NOT_COMPLIANT** (resolved): {explain.reason('NOT_COMPLIANT').meaning}" in texts(
+        restored
+    )
     assert "What to do" not in texts(restored)
 
 
