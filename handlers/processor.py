@@ -11,6 +11,7 @@ import logging
 
 import azure.functions as func
 
+from handlers.messages import log_poison
 from shared import logs
 from shared.changes import ChangeMessageError, DeviceChange
 from shared.commands import is_command
@@ -45,14 +46,7 @@ async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) ->
     try:
         change = parse(msg)
     except PoisonMessage as exc:
-        logs.event(
-            log,
-            "message_poison",
-            level=logging.ERROR,
-            message_id=msg.message_id,
-            delivery_count=msg.delivery_count,
-            reason=str(exc),
-        )
+        log_poison(log, msg, str(exc))
         raise
     rt = runtime or current()
     pipeline = await rt.pipeline()

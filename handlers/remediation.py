@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from shared import logs
+from handlers.messages import log_poison
 from shared.alert_view import AlertFormatError, parse_alert
 from shared.remediation_log import LogEntry
 from shared.runtime import Runtime, current
@@ -24,14 +24,7 @@ async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) ->
     try:
         alert = parse_alert(msg.get_body())
     except AlertFormatError as exc:
-        logs.event(
-            log,
-            "message_poison",
-            level=logging.ERROR,
-            message_id=msg.message_id,
-            delivery_count=msg.delivery_count,
-            reason=str(exc),
-        )
+        log_poison(log, msg, str(exc))
         raise
     remediator = await (runtime or current()).remediator()
     return await remediator.handle(alert, msg.delivery_count or 0)

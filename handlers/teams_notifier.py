@@ -13,6 +13,7 @@ import logging
 
 import azure.functions as func
 
+from handlers.messages import log_poison
 from shared import logs
 from shared.alert_view import AlertFormatError, parse_alert
 from shared.runtime import Runtime, current
@@ -37,14 +38,7 @@ async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) ->
     try:
         alert = parse_alert(msg.get_body())
     except AlertFormatError as exc:
-        logs.event(
-            log,
-            "message_poison",
-            level=logging.ERROR,
-            message_id=msg.message_id,
-            delivery_count=msg.delivery_count,
-            reason=str(exc),
-        )
+        log_poison(log, msg, str(exc))
         raise
     notifier = await rt.teams_notifier()
     return await notifier.handle(alert, msg.delivery_count or 0)

@@ -12,7 +12,8 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient, TableServiceClient
+
+from shared.table_adapter import TableAdapter
 
 SYNC_KEY = ("sync", "devices")
 SUBSCRIPTION_KEY = ("subscription", "devices")
@@ -127,21 +128,7 @@ class SubscriptionRecord:
         )
 
 
-class Bookkeeping:
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
-        self._service = service
-        self._name = table_name
-        self._table: TableClient = service.get_table_client(table_name)
-
-    async def ensure_table(self) -> None:
-        await self._service.create_table_if_not_exists(self._name)
-
-    async def _get(self, key: tuple[str, str]) -> Any | None:
-        try:
-            return await self._table.get_entity(*key)
-        except ResourceNotFoundError:
-            return None
-
+class Bookkeeping(TableAdapter):
     async def _put(self, entity: dict[str, Any], etag: str | None) -> str:
         """Create, or replace if unchanged since read; LeaseLost when someone else wrote it."""
         try:
@@ -159,7 +146,7 @@ class Bookkeeping:
         return str(result.get("etag"))
 
     async def sync_state(self) -> SyncState:
-        entity = await self._get(SYNC_KEY)
+        entity = await self._get(*SYNC_KEY)
         return SyncState.from_entity(entity) if entity is not None else SyncState()
 
     async def save_sync(self, state: SyncState) -> SyncState:
@@ -186,7 +173,7 @@ class Bookkeeping:
             return None  # someone took it between our read and write
 
     async def subscription(self) -> SubscriptionRecord:
-        entity = await self._get(SUBSCRIPTION_KEY)
+        entity = await self._get(*SUBSCRIPTION_KEY)
         return (
             SubscriptionRecord.from_entity(entity) if entity is not None else SubscriptionRecord()
         )
@@ -197,9 +184,6 @@ class Bookkeeping:
         except LeaseLost:
             # Upkeep runs are rare and idempotent: the latest writer wins.
             await self._table.upsert_entity(record.entity(), mode=UpdateMode.REPLACE)
-            fresh = await self._get(SUBSCRIPTION_KEY)
+            fresh = await self._get(*SUBSCRIPTION_KEY)
             return SubscriptionRecord.from_entity(fresh)
         return replace(record, etag=etag)
-
-    async def close(self) -> None:
-        await self._table.close()

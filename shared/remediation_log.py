@@ -20,10 +20,10 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.alert_view import AlertView
 from shared.remediation import Mode, Outcome, Plan
+from shared.table_adapter import TableAdapter
 
 RATE_LIMIT_PARTITION = "ratelimit"
 _MAX_MS = 10**13 - 1
@@ -120,23 +120,10 @@ class LogEntry:
         )
 
 
-class RemediationLog:
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
-        self._service = service
-        self._name = table_name
-        self._table: TableClient = service.get_table_client(table_name)
-
-    async def ensure_table(self) -> None:
-        await self._service.create_table_if_not_exists(self._name)
-
-    async def close(self) -> None:
-        await self._table.close()
-
+class RemediationLog(TableAdapter):
     async def get(self, device_id: str, key: str) -> LogEntry | None:
-        try:
-            return LogEntry.from_entity(await self._table.get_entity(device_id, key))
-        except ResourceNotFoundError:
-            return None
+        entity = await self._get(device_id, key)
+        return LogEntry.from_entity(entity) if entity is not None else None
 
     async def create(self, entry: LogEntry) -> tuple[LogEntry, bool]:
         """Insert the decision if the alert has none yet: (the stored entry, whether it is ours)."""

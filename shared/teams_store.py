@@ -25,7 +25,6 @@ from typing import Any, TypeVar
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
-from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.alert_view import AlertView, parse_time
 from shared.noise import (
@@ -42,6 +41,7 @@ from shared.noise import (
     mass_step,
     needs_window,
 )
+from shared.table_adapter import TableAdapter
 from shared.teams_cards import MAX_LISTED, MassSummary
 
 T = TypeVar("T")
@@ -196,24 +196,7 @@ def storm_state(row: Any | None) -> StormState:
 # --- the adapter -------------------------------------------------------------------------------
 
 
-class TeamsStore:
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
-        self._service = service
-        self._name = table_name
-        self._table: TableClient = service.get_table_client(table_name)
-
-    async def ensure_table(self) -> None:
-        await self._service.create_table_if_not_exists(self._name)
-
-    async def close(self) -> None:
-        await self._table.close()
-
-    async def _get(self, pk: str, rk: str) -> Any | None:
-        try:
-            return await self._table.get_entity(pk, rk)
-        except ResourceNotFoundError:
-            return None
-
+class TeamsStore(TableAdapter):
     # deliveries
 
     async def get_delivery(self, alert_id: str) -> Delivery | None:

@@ -324,14 +324,13 @@ class Broker:
             # Settled through $management: close out the link-side delivery too.
             settle_delivery(lock.delivery, outcome)
         lock.delivery = None
-        if outcome is Outcome.COMPLETE:
-            pass
-        elif outcome is Outcome.DEAD_LETTER:
+        # COMPLETE needs nothing more: the message was unlocked above and is simply gone.
+        if outcome is Outcome.DEAD_LETTER:
             self._dead_letter(store, message, reason, description)
         elif outcome is Outcome.DEFER:
             message.deferred = True
             store.deferred[message.sequence_number] = message
-        else:
+        elif outcome is not Outcome.COMPLETE:
             count = outcome is Outcome.ABANDON and delivery_failed
             if message.deferred:
                 # An abandoned deferred message stays deferred (as in Azure).
