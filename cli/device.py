@@ -10,6 +10,7 @@ from cli.context import Context
 from cli.errors import AMBIGUOUS, NOT_FOUND, OK, CliError
 from cli.output import Console, clean, pairs, table, when, wrap
 from shared import explain
+from shared.changes import normalize_graph_id
 from shared.device_json import device_detail_json
 from shared.fleet import display_name, is_guid, record_changes, record_os_label
 from shared.records import DeviceRecord, HistoryRow, StateRow
@@ -18,11 +19,12 @@ from shared.store import DeviceStore
 
 async def find(store: DeviceStore, target: str, state_table: str) -> list[StateRow]:
     """By object id when the text is a GUID, else (or when no such id) by name or deviceId."""
-    if is_guid(target):
-        for candidate in dict.fromkeys((target, target.lower())):
-            state = await store.get_state(candidate)
-            if state is not None:
-                return [state]
+    object_id = normalize_graph_id(target)
+    if is_guid(object_id):
+        # Normalised like every id at the edge: the tables key devices by Graph's lower-case id.
+        state = await store.get_state(object_id)
+        if state is not None:
+            return [state]
     try:
         return await store.find_devices(target)
     except ResourceNotFoundError:

@@ -16,6 +16,7 @@ from azure.core.exceptions import AzureError
 
 from handlers.responses import json_error
 from shared import logs
+from shared.changes import normalize_graph_id
 from shared.device_json import device_detail_json, state_json
 from shared.fleet import DeviceFilter, FilterError, decode_token, encode_token, is_guid
 from shared.runtime import Runtime, current
@@ -46,7 +47,8 @@ def _unavailable(exc: AzureError, route: str) -> func.HttpResponse:
 
 async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
     """The device's current evaluation and its timeline, newest first (`limit` rows, 1..1000)."""
-    object_id = (req.route_params.get("id") or "").strip()
+    # Normalised like every id at the edge: the tables key devices by Graph's lower-case id.
+    object_id = normalize_graph_id(req.route_params.get("id") or "")
     if not is_guid(object_id):
         return json_error(400, "invalidDeviceId", "the device id must be a Graph object id (GUID)")
     try:
@@ -57,8 +59,6 @@ async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> f
     try:
         store = await rt.store()
         state = await store.get_state(object_id)
-        if state is None and object_id != object_id.lower():
-            state = await store.get_state(object_id.lower())  # Graph writes ids in lower case
         if state is None:
             return json_error(404, "deviceNotFound", f"no device {object_id} in DeviceState")
         history = [row async for row in store.history(state.record.object_id, limit + 1)]

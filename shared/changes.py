@@ -2,6 +2,12 @@
 
 A change carries no device data on purpose: the processor always re-reads the device, so late,
 duplicate and out-of-order hints all converge on the truth.
+
+Every producer (notifications, the delta sync, anything that enqueues) builds a DeviceChange, so
+the device id is normalised here, once, at construction: Graph object ids are case-insensitive
+GUIDs that Graph itself writes in lower case, while Table storage keys and Service Bus session ids
+are case-sensitive. An id in another case would otherwise read no DeviceState row (wrong key),
+take a known device for a new one and run in a second session beside the device's own.
 """
 
 from __future__ import annotations
@@ -13,6 +19,12 @@ from typing import Any
 from shared.models import Source
 
 SCHEMA_VERSION = 1
+
+
+def normalize_graph_id(raw: str) -> str:
+    """A Graph id (a device object id, a subscription id: case-insensitive GUIDs) as Graph writes
+    it and as devicemon keys tables, sessions and comparisons with it: trimmed, lower case."""
+    return raw.strip().lower()
 
 
 class ChangeMessageError(ValueError):
@@ -29,6 +41,10 @@ class DeviceChange:
     received_at: str
     tenant_id: str = ""
     subscription_id: str = ""
+
+    def __post_init__(self) -> None:
+        # Frozen: the normalised id is set once, whoever builds the change.
+        object.__setattr__(self, "device_id", normalize_graph_id(self.device_id))
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -52,7 +68,7 @@ class DeviceChange:
         except ValueError:
             raise ChangeMessageError(f"unknown source {body.get('source')!r}") from None
         return cls(
-            device_id=device_id.strip(),
+            device_id=device_id,  # normalised by __post_init__
             change_type=str(body.get("change_type") or "updated"),
             source=source,
             message_id=str(body.get("message_id") or ""),

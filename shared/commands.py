@@ -1,6 +1,10 @@
 """Control commands on the `device-changes` queue: run a delta sync, reauthorize or recreate the
 subscription. They ride the same queue as device changes (no extra entity to deploy) in one
 session of their own, so commands run one at a time, retried and dead-lettered like any message.
+
+Commands name no device. The subscription id they may carry (from a lifecycle notification) is
+normalised like every Graph id at the edge, so it compares equal to the id Graph gave devicemon
+when the subscription was created, whatever case the notification spelt it in.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage
+
+from shared.changes import normalize_graph_id
 
 CONTROL_SESSION = "devicemon-control"
 KIND_PROPERTY = "kind"
@@ -29,6 +35,10 @@ class Command:
     requested_at: str
     subscription_id: str = ""
     dedupe_key: str = ""
+
+    def __post_init__(self) -> None:
+        # Frozen: normalised once, whoever builds the command (a lifecycle item, from_json).
+        object.__setattr__(self, "subscription_id", normalize_graph_id(self.subscription_id))
 
     def message_id(self) -> str:
         key = (

@@ -1,11 +1,13 @@
 """One device change, end to end: re-read → evaluate → compare → history + state → alert.
 
 Crash-safety, step by step (each is tested by failing it):
-1. history row for version N+1 is upserted (keyed by version: a retry rewrites the same row);
+1. history row for version N+1 is written (keyed by version); a row that exists is kept when it
+   holds the same content, replaced only while uncommitted (the state row is below N+1), and
+   never overwritten once committed (HistoryConflict; see shared/store.py);
 2. the state row moves to N+1 under its ETag, carrying the alert as `PendingAlert` (an outbox);
 3. the alert is published with its deterministic id as message id (the topic drops duplicates);
 4. `PendingAlert` is cleared.
-A crash before 2 leaves an uncommitted history row that the retry overwrites; a crash after 2
+A crash before 2 leaves an uncommitted history row that the retry replaces; a crash after 2
 leaves a pending alert that the next attempt for the device publishes first. So a redelivered
 message can neither lose the alert nor raise it twice.
 """
@@ -26,7 +28,7 @@ from shared.evaluation import EvaluationOptions, classify, evaluate, fingerprint
 from shared.events import EVENT_TYPES, PreviousVerdict, build_alert
 from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Observation, Transition
 from shared.records import DeviceRecord, HistoryRow, StateRow, next_state, record_of
-from shared.store import StateConflict
+from shared.store import HistoryConflict, StateConflict
 
 log = logging.getLogger("devicemon.pipeline")
 MAX_CONFLICT_RETRIES = 5
@@ -175,7 +177,16 @@ class Pipeline:
             )
         record = record_of(observation, version, digest)
         alert_id = alert["id"] if alert else None
-        await self._store.write_history(HistoryRow(record, transition.value, alert_id or ""))
+        try:
+            await self._store.write_history(HistoryRow(record, transition.value, alert_id or ""))
+        except HistoryConflict as exc:
+            if record.object_id == change.device_id and exc.committed_version >= version:
+                # The state moved past the version we read (another attempt committed it): the
+                # committed row stays as it is and a fresh read starts from it.
+                raise StateConflict(str(exc)) from exc
+            # We read another key's state, or the state lags its own history: no re-read fixes
+            # that. Fail the message (retried, then dead-lettered); the committed row is kept.
+            raise
         committed = await self._store.commit_state(
             next_state(state, record, transition, json.dumps(alert) if alert else "")
         )

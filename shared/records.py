@@ -149,7 +149,9 @@ class StateRow:
 
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
-    """DeviceHistory: one row per state version, i.e. per observation that changed something."""
+    """DeviceHistory: one row per state version, i.e. per observation that changed something.
+
+    Immutable once its version is committed in DeviceState (DeviceStore.write_history)."""
 
     record: DeviceRecord
     transition: str

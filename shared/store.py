@@ -2,6 +2,29 @@
 
 Writes are idempotent (history rows are keyed by state version) and the state row is guarded by
 its ETag, so two writers can never both think they committed the same version.
+
+A history row, once committed, is immutable. "Committed" means the DeviceState row of the same
+device (PartitionKey) has reached the row's version: the pipeline writes history row N+1, then
+moves the state row from N to N+1 under its ETag. `write_history` therefore:
+1. creates the row (the normal case: one request);
+2. if the row exists with the same content, does nothing (an idempotent retry: the SDK retrying a
+   create whose answer was lost, or a redelivery that observed the same thing);
+3. if it exists with other content, the DeviceState row, read now, is below the row's version
+   and no row for the next version exists, the row is a leftover of an attempt that crashed
+   before its state commit: nobody can have read it as committed, so it is replaced, under the
+   leftover's own ETag (a writer that got there first makes this one start over: StateConflict);
+4. otherwise the row is committed and the write fails with HistoryConflict, never overwriting.
+The committed version is read by this adapter from the row's own partition rather than taken from
+the caller, so a caller that read another device's state (issue 17: an id in another case, i.e.
+another key) cannot pass off a committed row as a leftover. The next version's row is proof too:
+the pipeline writes version N+2 only after reading a state committed at N+1, so even a lost or
+deleted DeviceState row cannot make a committed history row look like a leftover.
+
+What this cannot exclude (and the former upsert could not either): two attempts on one device at
+once, which the device's Service Bus session excludes unless a session lock is lost mid-attempt.
+Then a replacement (3) can land between the other attempt's history write and its state commit;
+one of the two state commits fails on the ETag, and the history row holds the other attempt's
+observation of the same version, milliseconds apart.
 """
 
 from __future__ import annotations
@@ -21,6 +44,20 @@ from shared.settings import Settings, SettingsError
 
 class StateConflict(Exception):
     """Someone else wrote the state row since we read it: re-read and start over."""
+
+
+class HistoryConflict(Exception):
+    """A committed history row exists with other content: history is immutable, so the write
+    fails and nothing is overwritten."""
+
+    def __init__(self, object_id: str, version: int, committed_version: int) -> None:
+        super().__init__(
+            f"device {object_id}: the history row for version {version} is committed (state at "
+            f"version {committed_version}) with other content; it is never overwritten"
+        )
+        self.object_id = object_id
+        self.version = version
+        self.committed_version = committed_version
 
 
 def make_service(settings: Settings) -> TableServiceClient:
@@ -64,9 +101,51 @@ class DeviceStore:
         return HistoryRow.from_entity(entity)
 
     async def write_history(self, row: HistoryRow) -> None:
-        """Upsert: the row for a version that never got committed (a crash between history and
-        state) is simply replaced by the observation that does commit."""
-        await self._history.upsert_entity(row.entity(), mode=UpdateMode.REPLACE)
+        """Write the row for its version once; see the module docstring for when an existing row
+        may be replaced (only a provably uncommitted one) and when HistoryConflict is raised."""
+        entity = row.entity()
+        object_id, version = row.record.object_id, row.record.version
+        try:
+            await self._history.create_entity(entity)
+            return
+        except ResourceExistsError:
+            pass
+        try:
+            existing = await self._history.get_entity(object_id, entity["RowKey"])
+        except ResourceNotFoundError as exc:
+            # Nothing deletes history rows; if one vanished, guess nothing: start over.
+            raise StateConflict(f"device {object_id}: history row {version} vanished") from exc
+        if HistoryRow.from_entity(existing) == HistoryRow.from_entity(entity):
+            return
+        committed = await self._committed_version(object_id)
+        if version <= committed or await self._has_history_row(object_id, version + 1):
+            raise HistoryConflict(object_id, version, committed)
+        try:
+            await self._history.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=existing.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise StateConflict(
+                f"device {object_id}: history row {version} changed while being replaced"
+            ) from exc
+
+    async def _has_history_row(self, object_id: str, version: int) -> bool:
+        try:
+            await self._history.get_entity(object_id, history_row_key(version), select=["Version"])
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    async def _committed_version(self, object_id: str) -> int:
+        """The version DeviceState has committed for the device, 0 before its first commit."""
+        try:
+            entity = await self._state.get_entity(object_id, STATE_ROW_KEY, select=["Version"])
+        except ResourceNotFoundError:
+            return 0
+        return int(entity.get("Version") or 0)
 
     async def commit_state(self, row: StateRow) -> StateRow:
         """Create the row (first sighting) or replace it if nobody wrote it since we read it."""

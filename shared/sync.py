@@ -23,7 +23,7 @@ from kiota_abstractions.api_error import APIError
 
 from shared import logs
 from shared.bookkeeping import Bookkeeping, LeaseLost, SyncState
-from shared.changes import DeviceChange
+from shared.changes import DeviceChange, normalize_graph_id
 from shared.graph import DEVICE_SELECT, GraphJson, error_code, error_text
 from shared.models import Source
 from shared.pipeline import utc_now
@@ -55,11 +55,14 @@ def token_expired(exc: APIError) -> bool:
 
 
 def page_changes(page: dict[str, Any], run_id: str, received_at: str) -> list[DeviceChange]:
-    """The page's devices as changes, each device once (Graph may repeat an object)."""
+    """The page's devices as changes, each device once (Graph may repeat an object).
+
+    Ids are normalised before they key anything: one device spelt in two cases is one device,
+    and its message id (the queue's duplicate detection) does not depend on the spelling."""
     latest: dict[str, dict[str, Any]] = {}
     for item in page.get("value") or []:
-        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"]:
-            latest[item["id"]] = item
+        if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
+            latest[normalize_graph_id(item["id"])] = item
     changes = []
     for object_id, item in latest.items():
         message_id = hashlib.sha256(f"sync|{run_id}|{object_id}".encode()).hexdigest()[:32]

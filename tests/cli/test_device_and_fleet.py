@@ -48,6 +48,17 @@ async def test_device_by_object_id_and_by_device_id_as_json(
     assert json.loads(by_device_id.out)["device"]["objectId"] == fleet.ids["CAD-WS-11"]
 
 
+async def test_device_by_object_id_in_upper_case(
+    capsys: pytest.CaptureFixture[str], fleet: Fleet, fleet_env: dict[str, str]
+) -> None:
+    object_id = fleet.ids["CAD-WS-11"]
+
+    result = await devicemon(capsys, fleet_env, "device", object_id.upper(), "--json")
+
+    assert result.code == errors.OK, result.err
+    assert json.loads(result.out)["device"]["objectId"] == object_id
+
+
 async def test_a_name_shared_by_two_devices_lists_both_and_exits_ambiguous(
     capsys: pytest.CaptureFixture[str], fleet: Fleet, fleet_env: dict[str, str]
 ) -> None:

@@ -106,6 +106,15 @@ async def test_device_with_history_newest_first(api: Runtime, fleet: Fleet) -> N
     assert [h["version"] for h in one["history"]] == [2] and one["historyTruncated"] is True
 
 
+async def test_device_id_in_another_case_is_the_same_device(api: Runtime, fleet: Fleet) -> None:
+    laptop = fleet.ids["LAPTOP-0042"]
+
+    body = check("/devices/{id}", await read_api.get_device(get(f" {laptop.upper()} "), api))
+
+    assert body["device"]["objectId"] == laptop
+    assert [h["version"] for h in body["history"]] == [2, 1]
+
+
 @pytest.mark.parametrize(
     ("route_id", "params", "status", "code"),
     [

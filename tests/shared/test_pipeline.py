@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -10,16 +12,17 @@ from typing import Any
 
 import jsonschema
 import pytest
+from azure.data.tables.aio import TableClient
 
 from local.graphsim.admin import SimAdmin
 from shared.changes import DeviceChange
 from shared.models import Source, Transition
 from shared.pipeline import Pipeline
-from shared.records import HistoryRow, StateRow
+from shared.records import STATE_ROW_KEY, HistoryRow, StateRow
 from shared.retry import RetriesExhausted
 from shared.runtime import Runtime
 from shared.servicebus import AlertPublisher
-from shared.store import DeviceStore
+from shared.store import DeviceStore, HistoryConflict
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_subscription
 
@@ -318,3 +321,106 @@ async def test_retry_after_longer_than_a_lock_is_worth_gives_up_at_once(
     sim.add_fault(status=429, count=1, retry_after=3600, route="/devices/{id}", method="GET")
     with pytest.raises(RetriesExhausted, match="wait 3600s"):
         await (await runtime.pipeline()).process(change(device["id"]))
+
+
+# --- device ids and immutable history (issue 17 item 1) -----------------------------------------
+
+
+async def test_a_change_naming_a_known_device_in_upper_case_is_the_same_device(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
+    device = add_device(sim)
+    pipeline = await runtime.pipeline()
+    await pipeline.process(change(device["id"]))
+    (baseline,) = await history(runtime, device["id"])
+
+    sim.patch_device(device["id"], notify=False, isCompliant=False)
+    outcome = await pipeline.process(change(device["id"].upper()))
+
+    assert (outcome.device_id, outcome.transition, outcome.version) == (
+        device["id"],
+        Transition.LOST,
+        2,
+    )
+    rows = await history(runtime, device["id"])
+    assert [(r.record.version, r.transition) for r in rows] == [(2, "lost"), (1, "first_seen")]
+    assert rows[1] == baseline
+    assert [a["type"] for a in alerts(runtime, stack)] == ["devicemon.eligibility.lost"]
+
+
+class StaleStore(DeviceStore):
+    """Hands out one state read that another attempt has since committed past, as when a session
+    lock is lost mid-attempt and a second worker takes the device."""
+
+    def __init__(self, inner: DeviceStore, stale: StateRow) -> None:
+        self.__dict__.update(inner.__dict__)
+        self._stale: StateRow | None = stale
+
+    async def get_state(self, object_id: str) -> StateRow | None:
+        if self._stale is not None:
+            stale, self._stale = self._stale, None
+            return stale
+        return await super().get_state(object_id)
+
+
+async def test_a_stale_read_never_overwrites_the_committed_row_and_starts_over(
+    runtime: Runtime, sim: SimAdmin, stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = add_device(sim)
+    healthy = await runtime.pipeline()
+    await healthy.process(change(device["id"]))
+    stale = await state(runtime, device["id"])
+    assert stale is not None
+    sim.patch_device(device["id"], notify=False, isCompliant=False)
+    await healthy.process(change(device["id"]))
+    committed = (await history(runtime, device["id"]))[0]
+    assert (committed.record.version, committed.transition) == (2, "lost")
+
+    sim.patch_device(device["id"], notify=False, accountEnabled=False)
+    behind = copy.copy(healthy)  # the same pipeline, but the first state read is stale
+    behind._store = StaleStore(await runtime.store(), stale)
+    caplog.set_level(logging.INFO, logger="devicemon")
+    outcome = await behind.process(change(device["id"]))
+
+    # The stale attempt computed its own version 2; it met the committed one and started over.
+    conflicts = [
+        r for r in caplog.records if getattr(r, "devicemon.event", None) == "state_conflict"
+    ]
+    assert len(conflicts) == 1
+    assert (outcome.transition, outcome.version) == (Transition.CHANGED, 3)
+    rows = await history(runtime, device["id"])
+    assert [(r.record.version, r.transition) for r in rows] == [
+        (3, "changed"),
+        (2, "lost"),
+        (1, "first_seen"),
+    ]
+    assert rows[1] == committed
+    assert [a["type"] for a in alerts(runtime, stack)] == ["devicemon.eligibility.lost"]
+
+
+async def test_a_state_row_behind_its_own_history_fails_without_rewriting_it(
+    runtime: Runtime, sim: SimAdmin, caplog: pytest.LogCaptureFixture
+) -> None:
+    device = add_device(sim)
+    pipeline = await runtime.pipeline()
+    await pipeline.process(change(device["id"]))
+    sim.patch_device(device["id"], notify=False, isCompliant=False)
+    await pipeline.process(change(device["id"]))
+    before = await history(runtime, device["id"])
+    settings = runtime.settings
+    assert settings.tables_connection_string
+    # The DeviceState row is lost (say, deleted by hand); the timeline stays.
+    async with TableClient.from_connection_string(
+        settings.tables_connection_string, settings.state_table
+    ) as table:
+        await table.delete_entity(device["id"], STATE_ROW_KEY)
+    caplog.set_level(logging.INFO, logger="devicemon")
+
+    with pytest.raises(HistoryConflict):
+        await pipeline.process(change(device["id"]))
+
+    # No re-read can fix this, so no retry storm: the message fails (and is dead-lettered in time).
+    events = [getattr(r, "devicemon.event", None) for r in caplog.records]
+    assert "state_conflict" not in events
+    assert await history(runtime, device["id"]) == before
+    assert await state(runtime, device["id"]) is None

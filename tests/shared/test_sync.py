@@ -13,7 +13,7 @@ from local.graphsim.admin import SimAdmin
 from shared.changes import DeviceChange
 from shared.models import Transition
 from shared.runtime import Runtime
-from shared.sync import DeltaSync
+from shared.sync import DeltaSync, page_changes
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 
@@ -206,3 +206,21 @@ async def test_a_graph_error_fails_the_run_and_is_recorded(
     assert result.outcome == "failed"
     assert f"HTTP {status}" in state.last_error and "Insufficient privileges" in state.last_error
     assert state.last_success_at is None
+
+
+def test_a_page_naming_one_device_in_two_cases_queues_it_once_in_lower_case() -> None:
+    object_id = "3f2c0b8e-1d7a-4c1e-9a51-0a7e6b2f9c11"
+    page = {
+        "value": [
+            {"id": object_id, "displayName": "PC-1"},
+            {"id": object_id.upper(), "@removed": {"reason": "deleted"}},
+            {"id": "  "},
+        ]
+    }
+
+    (change,) = page_changes(page, "run-1", "2026-11-29T00:00:00Z")
+    (same,) = page_changes({"value": [{"id": object_id}]}, "run-1", "2026-11-29T00:00:00Z")
+
+    assert change.device_id == object_id
+    assert change.change_type == "deleted"  # the last spelling of the object wins, as before
+    assert change.message_id == same.message_id  # duplicate detection ignores the spelling
