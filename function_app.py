@@ -9,7 +9,7 @@ import azure.functions as func
 from handlers import lifecycle, webhook
 from shared import telemetry
 
-telemetry.configure()  # a no-op (nothing imported) unless APPLICATIONINSIGHTS_CONNECTION_STRING is set
+telemetry.configure()  # quiets SDK loggers; exports (imports) only if APPLICATIONINSIGHTS_CONNECTION_STRING
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 

@@ -15,7 +15,13 @@ import azure.functions as func
 from handlers.responses import body_within_limit, json_error, validation_response
 from shared import logs
 from shared.commands import Command
-from shared.notifications import MalformedNotification, client_state_matches, parse_collection
+from shared.notifications import (
+    MalformedNotification,
+    client_state_matches,
+    graph_id,
+    hashed_key,
+    parse_collection,
+)
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.lifecycle")
@@ -34,6 +40,7 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
     settings = rt.settings
     body = body_within_limit(req, settings.max_notification_bytes)
     if body is None:
+        logs.event(log, "lifecycle_rejected", level=logging.WARNING, outcome="too_large")
         return json_error(
             413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes"
         )
@@ -55,24 +62,35 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
         if not client_state_matches(item.get("clientState"), settings.client_state):
             dropped["client_state_mismatch"] += 1
             continue
-        tenant = str(item.get("tenantId") or "").lower()
-        if settings.allowed_tenant_ids and tenant not in settings.allowed_tenant_ids:
+        # Checked before anything is queued: the subscription id goes into a Graph URL
+        # (/subscriptions/{id}/reauthorize) and every field into the message, so an id that
+        # cannot be Graph's is dropped here rather than failing the send of the whole POST.
+        tenant = graph_id(item.get("tenantId"))
+        subscription_id = graph_id(item.get("subscriptionId"))
+        if tenant is None or subscription_id is None:
+            dropped["invalid_id"] += 1
+            continue
+        if settings.allowed_tenant_ids and tenant.lower() not in settings.allowed_tenant_ids:
             dropped["tenant_not_allowed"] += 1
             continue
-        event = str(item.get("lifecycleEvent") or "")
+        raw_event = item.get("lifecycleEvent")
+        event = raw_event if isinstance(raw_event, str) else ""
         name = COMMAND_FOR_EVENT.get(event.lower())
         if name is None:
             dropped["unknown_lifecycle_event"] += 1
             continue
-        subscription_id = str(item.get("subscriptionId") or "")
+        notification_id = item.get("id")
+        if not isinstance(notification_id, str) or not notification_id:
+            notification_id = now
         commands.append(
             Command(
                 name=name,
                 reason=f"lifecycle:{event}",
                 requested_at=now,
                 subscription_id=subscription_id,
-                # A redelivered lifecycle notification is the same request.
-                dedupe_key=f"{event}|{subscription_id}|{item.get('id') or now}",
+                # A redelivered lifecycle notification is the same request. Hashed: the
+                # notification id is whatever the sender wrote, any length, any text.
+                dedupe_key=hashed_key(event, subscription_id, notification_id),
             )
         )
         logs.event(

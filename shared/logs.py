@@ -9,6 +9,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+# Third-party loggers and the level they are held at. The Python worker forwards every record at
+# INFO or above to Application Insights, and these write at INFO what must not go there:
+# - httpx: 'HTTP Request: POST <url> "HTTP/1.1 202 Accepted"' for every request, the URL whole:
+#   for the Teams Workflows URL that includes its `sig`, a secret (the Graph SDK uses httpx too);
+# - azure: the SDK's HTTP logging policy writes every request's URL and headers, and the Service
+#   Bus SDK narrates each link and connection state change;
+# - httpcore, uamqp: transport detail below those two.
+# Their warnings and errors still get through.
+QUIET_LOGGERS: dict[str, int] = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "azure": logging.WARNING,
+    "uamqp": logging.WARNING,
+}
+
+
+def quiet_sdk_loggers() -> None:
+    """Raise the loggers in QUIET_LOGGERS to their level (never lower one set higher)."""
+    for name, level in QUIET_LOGGERS.items():
+        logger = logging.getLogger(name)
+        if logger.level < level:
+            logger.setLevel(level)
+
 
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log `name` with key=value fields; None values are left out."""

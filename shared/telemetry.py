@@ -13,12 +13,19 @@ import logging
 import os
 from collections.abc import Mapping
 
+from shared import logs
+
 _configured = False
 
 
 def configure(env: Mapping[str, str] | None = None) -> bool:
-    """Idempotent; returns whether telemetry export is on."""
+    """Idempotent; returns whether telemetry export is on.
+
+    Always quiets the chatty SDK loggers first (shared/logs.py says which and why): the Python
+    worker forwards their INFO records to Application Insights with or without this exporter.
+    """
     global _configured
+    logs.quiet_sdk_loggers()
     env = os.environ if env is None else env
     connection = env.get("APPLICATIONINSIGHTS_CONNECTION_STRING", "")
     if not connection:

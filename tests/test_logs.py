@@ -14,14 +14,18 @@ import pytest
 
 from handlers import lifecycle, webhook
 from local.graphsim.admin import SimAdmin
+from local.teams_sink import CARD_TYPE, TeamsSink
+from shared import logs, telemetry
 from shared.changes import DeviceChange
 from shared.models import Source
 from shared.runtime import Runtime
+from shared.teams import TeamsClient
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import drain_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
+SIG = "TeamsWorkflowSig0123456789abcdef"  # the secret part of a Workflows URL
 
 
 def _notification(device_id: str, tenant: str, client_state: str) -> dict[str, object]:
@@ -39,6 +43,9 @@ def _notification(device_id: str, tenant: str, client_state: str) -> dict[str, o
 async def test_decisions_are_logged_as_events_without_secrets(
     runtime: Runtime, sim: SimAdmin, stack, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The app's own logging set-up (function_app.py runs it at import), then every logger at
+    # INFO: the level the Python worker forwards to Application Insights, whoever logs.
+    telemetry.configure({})
     caplog.set_level(logging.DEBUG, logger="devicemon")
     caplog.set_level(logging.INFO)
     device = add_device(sim)
@@ -79,6 +86,16 @@ async def test_decisions_are_logged_as_events_without_secrets(
     )
     await (await runtime.delta_sync()).run("test")
     drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+    # A Teams Workflows URL carries its secret in the query (sig=): httpx's INFO request line
+    # would log it whole.
+    async with TeamsSink() as sink:
+        teams = TeamsClient(f"{sink.url('logs')}?api-version=2016-06-01&sp=%2Ftriggers&sig={SIG}")
+        card = {"type": "AdaptiveCard", "version": "1.4", "body": []}
+        message = {"type": "message", "attachments": [{"contentType": CARD_TYPE, "content": card}]}
+        try:
+            assert await teams.post(message) == 202
+        finally:
+            await teams.close()
 
     events = [getattr(r, "devicemon.event", None) for r in caplog.records]
     for expected in (
@@ -98,20 +115,59 @@ async def test_decisions_are_logged_as_events_without_secrets(
     assert isinstance(getattr(evaluated[-1], "devicemon.duration_ms"), float)
 
     secrets = [
+        SIG,
         CLIENT_STATE,
         "simulator-token",
         "SAS_KEY_VALUE",
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq",
     ]
     payload_markers = ['"clientState"', '"resourceData"', "lifecycleEvent"]
+    whole = logging.Formatter("%(name)s %(message)s")  # appends any exception and stack
     for record in caplog.records:
         text = (
-            record.getMessage()
+            whole.format(record)
             + " "
             + " ".join(str(v) for k, v in vars(record).items() if k.startswith("devicemon."))
         )
         for needle in secrets + payload_markers:
             assert needle not in text, f"{needle!r} leaked in a {record.name} log: {text[:200]}"
+
+
+def test_the_app_raises_the_loggers_that_would_leak_urls() -> None:
+    """httpx logs each request's URL at INFO (a Teams URL's sig included) and the Azure SDK
+    its requests' URLs and headers; the worker forwards INFO. Importing the app raises them."""
+    script = (
+        "import logging; logging.getLogger().setLevel(logging.INFO);"  # as the worker does
+        "import function_app;"
+        "print(*(logging.getLogger(n).getEffectiveLevel() for n in"
+        " ('httpx', 'httpcore', 'azure', 'azure.core.pipeline.policies.http_logging_policy',"
+        " 'azure.servicebus', 'devicemon')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    *sdk, ours = (int(level) for level in out.stdout.split())
+    assert all(level >= logging.WARNING for level in sdk), out.stdout
+    assert ours == logging.INFO  # devicemon's own events still reach Application Insights
+
+
+def test_quieting_never_lowers_a_logger_set_higher() -> None:
+    httpx_logger = logging.getLogger("httpx")
+    before = httpx_logger.level
+    try:
+        httpx_logger.setLevel(logging.ERROR)
+        logs.quiet_sdk_loggers()
+        assert httpx_logger.level == logging.ERROR
+        httpx_logger.setLevel(logging.NOTSET)
+        logs.quiet_sdk_loggers()
+        assert httpx_logger.level == logging.WARNING
+    finally:
+        httpx_logger.setLevel(before)
 
 
 def test_telemetry_is_off_and_not_even_imported_without_a_connection_string() -> None:

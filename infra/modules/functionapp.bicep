@@ -152,6 +152,10 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   // Local auth is off on the component: send telemetry with an Entra token for the identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // The host's request body limit (bytes, default 100 MB) set to what the webhook accepts: the
+  // host buffers a body whole before the worker sees it, so without this an anonymous caller
+  // makes each instance hold up to 100 MB per request before devicemon can answer 413.
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: appSettings.MAX_NOTIFICATION_BYTES
 }
 
 // Graph's callback URLs need the app's host name, known only once the site exists.

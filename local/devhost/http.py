@@ -207,9 +207,17 @@ class HttpServer:
                 "%s [%s] rejected -> 401 (missing or wrong function key)", route.spec.name, trigger
             )
             return web.Response(status=401)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
+        # Like the host (Kestrel's MaxRequestBodySize): a declared length over the limit is
+        # refused before a byte of the body is read, so an oversized POST is never buffered; a
+        # chunked body is read up to the limit only (the application's client_max_size).
+        declared = request.content_length
+        body: bytes | None = None
+        if declared is None or declared <= self._max_body:
+            try:
+                body = await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                body = None
+        if body is None:
             log.info(
                 "%s [%s] rejected -> 413 (body over %d bytes)",
                 route.spec.name,

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import azure.functions as func
+import pytest
 
 from handlers import lifecycle
+from handlers.responses import MAX_VALIDATION_TOKEN_CHARS
 from shared.runtime import Runtime
 from tests.conftest import CLIENT_STATE
 from tests.servicebus_helpers import body_json, drain_sessions
@@ -59,3 +62,37 @@ async def test_each_event_becomes_its_command_on_the_control_session(
 async def test_malformed_is_400(runtime: Runtime) -> None:
     request = func.HttpRequest("POST", "http://localhost/api/graph/lifecycle", body=b"nope")
     assert (await lifecycle.lifecycle(request, runtime)).status_code == 400
+
+
+async def test_handshake_echo_is_not_sniffable_and_capped(runtime: Runtime) -> None:
+    response = await lifecycle.lifecycle(post([], {"validationToken": "abc"}), runtime)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    too_long = post([], {"validationToken": "a" * (MAX_VALIDATION_TOKEN_CHARS + 1)})
+    assert (await lifecycle.lifecycle(too_long, runtime)).status_code == 400
+
+
+async def test_odd_items_are_dropped_and_counted_and_never_block_the_others(
+    runtime: Runtime, tenant: str, stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fuzzing found a lone-surrogate clientState answering 500; ids of any length or shape
+    must not reach the queue (message ids) or the Graph URL the processor builds."""
+    good = event("missed", tenant)
+    good["id"] = "n" * 500  # any notification id: it is hashed into the dedupe key
+    items: list[dict[str, object]] = [
+        event("missed", tenant, client_state="\ud800"),
+        event("missed", tenant, client_state="\u00e9\u00e9"),
+        {**event("reauthorizationRequired", tenant), "subscriptionId": "../../me/messages"},
+        {**event("reauthorizationRequired", tenant), "subscriptionId": "s" * 200},
+        {**event("missed", tenant), "tenantId": ["nested", [[]]]},
+        {**event("missed", tenant), "lifecycleEvent": {"not": "a string"}},
+        good,
+    ]
+    with caplog.at_level(logging.INFO, logger="devicemon.lifecycle"):
+        response = await lifecycle.lifecycle(post(items), runtime)
+
+    assert response.status_code == 202
+    messages = drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+    assert [body_json(m)["name"] for m in messages] == ["sync"]
+    assert len(str(messages[0].message_id)) <= 128
+    for expected in ("client_state_mismatch:2", "invalid_id:3", "unknown_lifecycle_event:1"):
+        assert expected in caplog.text

@@ -12,6 +12,7 @@ import azure.functions as func
 import pytest
 
 from handlers import webhook
+from handlers.responses import MAX_VALIDATION_TOKEN_CHARS
 from local.ports import free_port
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -203,3 +204,95 @@ print(json.dumps(heavy))
         check=True,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+async def test_handshake_is_not_sniffable_and_has_a_length_cap(runtime: Runtime) -> None:
+    at_cap = "v" * MAX_VALIDATION_TOKEN_CHARS
+    response = await webhook.notifications(post(b"", {"validationToken": at_cap}), runtime)
+    assert (response.status_code, response.get_body().decode()) == (200, at_cap)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    for token in (at_cap + "v", "<html>\ud800"):
+        refused = await webhook.notifications(post(b"", {"validationToken": token}), runtime)
+        assert refused.status_code == 400
+        assert json.loads(refused.get_body())["error"]["code"] == "invalidValidationToken"
+        assert refused.headers["X-Content-Type-Options"] == "nosniff"
+
+
+class UnreadableBody(func.HttpRequest):
+    """A request whose body must not be read: a declared length over the limit suffices."""
+
+    def get_body(self) -> bytes:
+        raise AssertionError("the body was read although Content-Length is over the limit")
+
+
+async def test_declared_length_over_the_limit_is_refused_before_reading(runtime: Runtime) -> None:
+    rt = Runtime(replace(runtime.settings, max_notification_bytes=2048))
+    for declared in ("2049", "94371840", "9" * 5000):
+        request = UnreadableBody(
+            "POST",
+            "http://localhost/api/graph/notifications",
+            headers={"content-length": declared},
+            body=b"",
+        )
+        response = await webhook.notifications(request, rt)
+        assert response.status_code == 413
+        assert json.loads(response.get_body())["error"]["code"] == "payloadTooLarge"
+    await rt.close()
+
+
+@pytest.mark.parametrize("declared", ["\u00b2", "-1", "", "1e9", "12 34"])
+async def test_a_content_length_that_is_not_a_number_is_measured_instead(
+    runtime: Runtime, declared: str
+) -> None:
+    request = func.HttpRequest(
+        "POST",
+        "http://localhost/api/graph/notifications",
+        headers={"content-length": declared},
+        body=b'{"value": []}',
+    )
+    assert (await webhook.notifications(request, runtime)).status_code == 202
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"value": [' + b"1" * 4301 + b"]}",
+        b'{"value": ' + b"[" * 2000 + b"]" * 2000 + b"}",
+    ],
+)
+async def test_parser_limits_are_a_400_not_a_500(runtime: Runtime, body: bytes) -> None:
+    response = await webhook.notifications(post(body), runtime)
+    assert response.status_code == 400
+    assert json.loads(response.get_body())["error"]["code"] == "malformedNotification"
+
+
+async def test_one_unqueueable_item_does_not_fail_the_post(
+    runtime: Runtime, tenant: str, stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by fuzzing: a 200-character resource id became a session id Service Bus refuses,
+    which failed the whole send (503, redelivered by Graph for hours). Now it is dropped and
+    counted, and the good notifications of the same POST are queued."""
+    good = [str(uuid.uuid4()) for _ in range(2)]
+    long_id = "d" * 200
+    body = payload(
+        notification(good[0], tenant),
+        notification(long_id, tenant),
+        notification(str(uuid.uuid4()), tenant, id="n" * 200, clientState="\ud800"),
+        notification(str(uuid.uuid4()), tenant, clientState="s\u00e9cret-\u2603"),
+        notification(str(uuid.uuid4()), tenant, subscriptionId="s" * 200),
+        notification(str(uuid.uuid4()), tenant, changeType="x" * 300),
+        notification(good[1], tenant, id="n" * 200),
+    )
+    with caplog.at_level(logging.INFO, logger="devicemon.webhook"):
+        response = await webhook.notifications(post(body), runtime)
+    assert response.status_code == 202
+    messages = drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+    assert sorted(str(m.session_id) for m in messages) == sorted(good)
+    for expected in (
+        "invalid_device_id:1",
+        "client_state_mismatch:2",
+        "invalid_id:1",
+        "unknown_change_type:1",
+    ):
+        assert expected in caplog.text
+    assert long_id not in caplog.text

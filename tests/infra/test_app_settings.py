@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from local.devhost.settings import max_request_body_size
 from shared.settings import SERVICE_BUS_CONNECTION, TABLES_CONNECTION
 from tests.infra import bicep
 
@@ -276,3 +277,20 @@ def test_table_prefix_is_the_one_the_tables_are_created_with(
     assert settings["TABLE_PREFIX"].text == "tablePrefix"
     names = bicep.template("main.bicep")["variables"]["tableNames"]["value"]
     assert all(name.startswith("${tablePrefix}") for name in names)
+
+
+def test_the_host_refuses_bodies_over_what_the_webhook_accepts(
+    settings: dict[str, bicep.Setting],
+) -> None:
+    """The Functions host buffers a request body before the worker runs: its own limit must be
+    devicemon's, or an anonymous POST costs up to the host's 100 MB default before the 413."""
+    limit = settings["FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"]
+    assert limit.origin == "modules/functionapp.bicep"
+    # One value, not two copies that can drift apart.
+    assert limit.text == "appSettings.MAX_NOTIFICATION_BYTES"
+    assert (
+        bicep.literal(settings["MAX_NOTIFICATION_BYTES"])
+        == code_defaults()["MAX_NOTIFICATION_BYTES"]
+    )
+    # The dev host emulates the same host setting under the same name.
+    assert max_request_body_size({"FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "1048576"}) == 1_048_576
