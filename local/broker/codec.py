@@ -357,6 +357,24 @@ def parse_message(buf: bytes) -> Content:
     )
 
 
+def encode_stored(content: Content) -> bytes:
+    """Encode ``content`` so that ``parse_message`` gives it back unchanged (the journal's form).
+
+    Only what ``Content`` holds is written: the header fields (delivery count is stored apart),
+    the sender's annotations (which carry a scheduled enqueue time, if any), and the raw
+    properties, application properties and body sections as received.
+    """
+    parts = [
+        encode_header(content.durable, content.priority, content.ttl_ms, content.first_acquirer, 0)
+    ]
+    if content.annotation_count:
+        parts.append(
+            enc_section(MESSAGE_ANNOTATIONS, enc_map(content.annotations, content.annotation_count))
+        )
+    parts += (content.properties, content.application_properties, content.body)
+    return b"".join(parts)
+
+
 def _looks_like_message(buf: bytes) -> bool:
     try:
         sections = iter_sections(buf)

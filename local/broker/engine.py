@@ -2,6 +2,9 @@
 
 Single-threaded by design: every method is called from the one event loop, so no
 locking is needed and the state below is always consistent between events.
+
+Every change of durable state is reported to ``self.journal`` right where it happens (the
+in-memory default journal ignores them); ``restore`` rebuilds the stores from a journal.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from .consumer import (
     now_ms,
     settle_delivery,
 )
-from .namespace import Namespace
+from .journal import Journal, JournalError, SqliteJournal
+from .namespace import EntityNotAllowed, EntityNotFound, Namespace
 from .store import MessageStore, Queue, ReadyQueue, SessionState, StoredMessage, Topic
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,9 @@ SESSION_ID_MISSING_REASON = "SessionIdIsMissing"
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig) -> None:
+    def __init__(self, config: BrokerConfig, journal: Journal | None = None) -> None:
         self.namespace = Namespace(config)
+        self.journal = journal if journal is not None else Journal()
         self.locks: dict[uuid.UUID, Lock] = {}
         self._lock_expiry: list[tuple[int, uuid.UUID]] = []
         self._session_expiry: list[tuple[int, int, SessionState, MessageStore]] = []
@@ -66,17 +71,18 @@ class Broker:
         now = now_ms()
         sequence_numbers = []
         for content in contents:
-            if (
-                target.dedupe is not None
-                and content.message_id is not None
-                and target.dedupe.is_duplicate(content.message_id, now)
-            ):
-                sequence_numbers.append(0)
-                continue
+            dedupe = target.dedupe
+            if dedupe is not None and content.message_id is not None:
+                if dedupe.is_duplicate(content.message_id, now):
+                    sequence_numbers.append(0)
+                    continue
+                self.journal.seen(target, content.message_id, now + dedupe.window_ms)
             seq = target.next_sequence()
+            self.journal.sequence(target.path, seq)
             sequence_numbers.append(seq)
             if content.scheduled_ms is not None and content.scheduled_ms > now:
                 target.scheduled.add(seq, content, content.scheduled_ms)
+                self.journal.scheduled(target, seq, content, content.scheduled_ms)
                 self._scheduled_targets.add(target)
                 continue
             self._enqueue(target, seq, content, now)
@@ -85,6 +91,7 @@ class Broker:
     def cancel_scheduled(self, target: Queue | Topic, sequence_numbers: list[int]) -> None:
         for seq in sequence_numbers:
             target.scheduled.cancel(seq)
+            self.journal.unscheduled(target, seq)
 
     def _enqueue(self, target: Queue | Topic, seq: int, content: Content, now: int) -> None:
         for store in target.stores:
@@ -93,6 +100,7 @@ class Broker:
             if default_ttl is not None:
                 ttl = min(ttl, int(default_ttl * 1000)) if ttl else int(default_ttl * 1000)
             message = StoredMessage(content, seq, now, now + ttl if ttl else None)
+            self.journal.added(store, message)
             if store.requires_session and not content.session_id:
                 # Only reachable for subscriptions (queues reject the send); Azure
                 # dead-letters such messages on session-enabled subscriptions.
@@ -157,6 +165,8 @@ class Broker:
             self._dead_letter(
                 store, message, TTL_EXPIRED_REASON, "The message expired and was dead lettered."
             )
+        else:
+            self.journal.removed(store, message)
 
     def _send(self, consumer: Consumer, message: StoredMessage, state: SessionState | None) -> None:
         store = consumer.store
@@ -181,6 +191,9 @@ class Broker:
         link.send(payload)
         link.advance()
         if consumer.receive_and_delete or locked_until is None:
+            # Gone from the store before the delivery leaves (the journal commits first),
+            # so a restart cannot hand it out a second time.
+            self.journal.removed(store, message)
             delivery.settle()
             if state is not None:
                 store.forget_if_idle(state)
@@ -324,18 +337,22 @@ class Broker:
             # Settled through $management: close out the link-side delivery too.
             settle_delivery(lock.delivery, outcome)
         lock.delivery = None
-        # COMPLETE needs nothing more: the message was unlocked above and is simply gone.
-        if outcome is Outcome.DEAD_LETTER:
+        if outcome is Outcome.COMPLETE:
+            # Unlocked above, so in memory it is already gone; only the journal needs telling.
+            self.journal.removed(store, message)
+        elif outcome is Outcome.DEAD_LETTER:
             self._dead_letter(store, message, reason, description)
         elif outcome is Outcome.DEFER:
             message.deferred = True
             store.deferred[message.sequence_number] = message
-        elif outcome is not Outcome.COMPLETE:
+            self.journal.changed(store, message)
+        else:
             count = outcome is Outcome.ABANDON and delivery_failed
             if message.deferred:
                 # An abandoned deferred message stays deferred (as in Azure).
                 if count:
                     message.delivery_count += 1
+                    self.journal.changed(store, message)
                 store.deferred[message.sequence_number] = message
             else:
                 self._return(store, message, count_delivery=count)
@@ -347,6 +364,7 @@ class Broker:
         """Put a message back after a failed delivery, or dead-letter it if exhausted."""
         if count_delivery:
             message.delivery_count += 1
+            self.journal.changed(store, message)
         if message.delivery_count >= store.options.max_delivery_count and not store.is_dead_letter:
             self._dead_letter(
                 store,
@@ -382,6 +400,10 @@ class Broker:
             None,  # messages in a dead-letter queue do not expire
             message.delivery_count,
         )
+        # One commit holds both halves of the move: never in both queues, never in neither.
+        self.journal.removed(store, message)
+        self.journal.sequence(dlq.path, moved.sequence_number)
+        self.journal.added(dlq, moved)
         self._make_available(dlq, moved, returned=False)
 
     # ------------------------------------------------------------------ management ops
@@ -426,6 +448,7 @@ class Broker:
         for message in messages:
             del store.deferred[message.sequence_number]
             if receive_and_delete:
+                self.journal.removed(store, message)
                 result.append((message, None, None))
                 continue
             # Not tied to a link (it came over $management) nor to the session lock:
@@ -437,6 +460,72 @@ class Broker:
             heapq.heappush(self._lock_expiry, (expires, token))
             result.append((message, token, expires))
         return result
+
+    def set_session_state(self, store: MessageStore, session_id: str, state: bytes | None) -> None:
+        store.session(session_id).state = state
+        self.journal.session_state(store, session_id, state)
+
+    # ------------------------------------------------------------------ restart
+
+    def restore(self, journal: SqliteJournal) -> int:
+        """Rebuild queues, subscriptions, dead-letter queues, scheduled messages, duplicate
+        detection and session state from a journal; returns how many messages came back.
+
+        Called before the server accepts connections, so no receiver can be waiting and
+        nothing is dispatched. Locks are not journaled: a message locked when the broker died
+        is simply available again, with the delivery count it had.
+        """
+        namespace = self.namespace
+        now = now_ms()
+
+        def resolve(path: str) -> Queue | Topic | MessageStore:
+            try:
+                # A bare name is a queue or topic (senders' view); anything longer is a
+                # subscription or a dead-letter queue (receivers' view).
+                return namespace.send_target(path) if "/" not in path else namespace.source(path)
+            except (EntityNotFound, EntityNotAllowed) as exc:
+                raise JournalError(
+                    f"the journal holds state for '{path}', which the broker config no longer "
+                    f"allows: {exc} (use the config the journal was written with, or a new "
+                    "journal)"
+                ) from exc
+
+        for path, used in journal.sequences():
+            resolve(path).restore_sequence(used)
+        count = 0
+        for row in journal.messages():
+            store = resolve(row.store)
+            if not isinstance(store, MessageStore):
+                raise JournalError(f"the journal stores messages in '{row.store}', a topic")
+            message = StoredMessage(
+                row.content,
+                row.seq,
+                row.enqueued_ms,
+                row.expires_ms,
+                row.delivery_count,
+                row.deferred,
+            )
+            if message.deferred:
+                store.deferred[message.sequence_number] = message
+            else:
+                store.add(message)
+            count += 1
+        for path, seq, content, due in journal.scheduled_messages():
+            target = resolve(path)
+            if not isinstance(target, (Queue, Topic)):
+                raise JournalError(f"the journal schedules messages on '{path}'")
+            target.scheduled.add(seq, content, due)
+            self._scheduled_targets.add(target)
+        for path, message_id, expires in journal.seen_ids(now):
+            target = resolve(path)
+            dedupe = target.dedupe if isinstance(target, (Queue, Topic)) else None
+            if dedupe is not None:  # else the config turned duplicate detection off
+                dedupe.restore(message_id, expires)
+        for path, session_id, state in journal.session_states():
+            store = resolve(path)
+            if isinstance(store, MessageStore):
+                store.session(session_id).state = state
+        return count
 
     # ------------------------------------------------------------------ timers
 
@@ -454,6 +543,7 @@ class Broker:
             message = lock.message
             if message.deferred:
                 message.delivery_count += 1
+                self.journal.changed(lock.store, message)
                 lock.store.deferred[message.sequence_number] = message
             else:
                 self._return(lock.store, message, count_delivery=True)
@@ -482,6 +572,7 @@ class Broker:
         if self._scheduled_targets:
             for target in list(self._scheduled_targets):
                 for seq, content in target.scheduled.pop_due(now):
+                    self.journal.unscheduled(target, seq)
                     self._enqueue(target, seq, content, now)
                 if not target.scheduled.pending:
                     self._scheduled_targets.discard(target)

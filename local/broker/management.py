@@ -238,7 +238,7 @@ class ManagementNode:
         store = self._store(entity)
         session_id = self._owned_session(store, body)
         raw = body.get("session-state")
-        store.sessions[session_id].state = None if raw is None else bytes(raw)
+        self.broker.set_session_state(store, session_id, None if raw is None else bytes(raw))
         return Response(OK, "OK", body={})
 
     def _peek(self, entity: Any, body: dict[str, Any]) -> Response:

@@ -4,6 +4,10 @@ proton's own ``Container`` would work, but a small ``selectors`` loop gives dire
 control over wake-ups (signals), timer granularity (lock expiry) and output
 flushing across connections (a publish on one connection produces frames for
 another), with less per-event overhead.
+
+With a journal, the loop also decides when state becomes durable: everything the handlers
+changed is committed in one transaction before the next byte goes to any client, so no
+acknowledgement ever precedes its write.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from proton import Collector, Connection, Transport, TransportException
@@ -22,6 +27,7 @@ from proton import Collector, Connection, Transport, TransportException
 from .amqp import AmqpHandler
 from .config import BrokerConfig
 from .engine import Broker
+from .journal import Journal, SqliteJournal
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +46,26 @@ class _Peer:
 
 
 class Server:
-    def __init__(self, config: BrokerConfig, host: str, port: int) -> None:
-        self.broker = Broker(config)
+    def __init__(
+        self, config: BrokerConfig, host: str, port: int, journal: str | Path | None = None
+    ) -> None:
+        """``journal``: a SQLite file to write acknowledged state to and replay from (created
+        if missing); None keeps everything in memory only."""
+        self.journal: Journal
+        if journal is None:
+            self.journal = Journal()
+            self.broker = Broker(config)
+        else:
+            sqlite_journal = SqliteJournal(journal)
+            try:
+                self.broker = Broker(config, sqlite_journal)
+                restored = self.broker.restore(sqlite_journal)
+            except BaseException:
+                sqlite_journal.close()
+                raise
+            if restored:
+                log.info("restored %d messages from %s", restored, journal)
+            self.journal = sqlite_journal
         self.handler = AmqpHandler(self.broker, max_message_size=config.max_message_size)
         self.collector = Collector()
         self.selector = selectors.DefaultSelector()
@@ -165,6 +189,9 @@ class Server:
             budget -= len(data)
 
     def _write(self, peer: _Peer) -> None:
+        # Acknowledged means written: the journal commits before any output can carry an
+        # accepted disposition, a settlement or a management response.
+        self.journal.commit()
         transport = peer.transport
         while True:
             pending = transport.pending()
@@ -207,6 +234,9 @@ class Server:
             collector.pop()
 
     def _flush(self) -> None:
+        # Also commits timer-driven changes (lock expiry counts, due scheduled messages)
+        # when no client is connected to be written to.
+        self.journal.commit()
         for peer in list(self.peers.values()):
             self._write(peer)
             if peer.transport.closed:
@@ -237,3 +267,4 @@ class Server:
         self.listener.close()
         self._wake_r.close()
         self._wake_w.close()
+        self.journal.close()

@@ -1,5 +1,8 @@
 """In-memory message stores: queues, topic subscriptions, dead-letter sub-queues.
 
+What must survive a restart is also written to the journal (``journal``) by ``engine``;
+these classes only hold the live state.
+
 Everything here is plain data structures with O(1)/O(log n) operations per message;
 delivery to links, locking and timers live in ``engine``.
 """
@@ -88,8 +91,12 @@ class DuplicateDetector:
     """Message ids seen within the window; insertion order is expiry order."""
 
     def __init__(self, window_ms: int) -> None:
-        self._window_ms = window_ms
+        self.window_ms = window_ms
         self._seen: OrderedDict[Any, int] = OrderedDict()
+
+    def restore(self, message_id: Any, expires_ms: int) -> None:
+        """Re-record an id from the journal; callers replay ids in expiry order."""
+        self._seen[message_id] = expires_ms
 
     def is_duplicate(self, message_id: Any, now_ms: int) -> bool:
         seen = self._seen
@@ -100,7 +107,7 @@ class DuplicateDetector:
             seen.popitem(last=False)
         if message_id in seen:
             return True
-        seen[message_id] = now_ms + self._window_ms
+        seen[message_id] = now_ms + self.window_ms
         return False
 
 
@@ -166,6 +173,10 @@ class MessageStore:
         seq = self._next_sequence
         self._next_sequence += 1
         return seq
+
+    def restore_sequence(self, used: int) -> None:
+        """After a restart, never hand out a sequence number the journal has seen used."""
+        self._next_sequence = max(self._next_sequence, used + 1)
 
     def session(self, session_id: str) -> SessionState:
         state = self.sessions.get(session_id)
@@ -259,6 +270,9 @@ class Topic:
         seq = self._next_sequence
         self._next_sequence += 1
         return seq
+
+    def restore_sequence(self, used: int) -> None:
+        self._next_sequence = max(self._next_sequence, used + 1)
 
     @property
     def stores(self) -> list[MessageStore]:
