@@ -50,6 +50,13 @@ async def maintain_subscription(timer: func.TimerRequest) -> None:
     await upkeep.subscription_timer(timer)
 
 
+@app.timer_trigger(schedule="%SWEEP_SCHEDULE%", arg_name="timer")
+async def sweep_pending_alerts(timer: func.TimerRequest) -> None:
+    from handlers import upkeep
+
+    await upkeep.sweep_timer(timer)
+
+
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     from handlers import health

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 
-from cli import device, evaluate, fleet, replay, report, subscription, sync
+from cli import device, dlq, evaluate, fleet, replay, report, subscription, sync
 from cli.context import Context, load_settings, merged_env, require_service_bus, require_tables
 from cli.errors import EXIT_CODES, USAGE, CliError, classify
 from cli.output import Console
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for module in (device, fleet, evaluate, sync, subscription, replay, report):
+    for module in (device, fleet, evaluate, sync, subscription, replay, report, dlq):
         module.add_parser(commands, common)
     return parser
 

@@ -45,7 +45,7 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
     runner = DeltaSync(
         graph=runtime.graph_json(),
         books=books,
-        sink=runtime.change_queue(),
+        sink=runtime.change_queue().with_timeout(None),
         page_size=ctx.settings.sync_page_size,
         on_page=progress,
     )

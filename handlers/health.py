@@ -1,21 +1,39 @@
-"""GET /api/health: 200 healthy/degraded, 503 unhealthy — for Azure Monitor availability tests."""
+"""GET /api/health: 200 healthy/degraded, 503 unhealthy — for Azure Monitor availability tests.
+
+Besides the sync and the subscription, health reads whether decisions reach anyone: alerts left
+pending (PendingAlerts), failed attempts (ProcessingFailures) and dead letters, peeked with the
+receive rights the triggers already have (shared/dead_letters.py). Every read is bounded: a
+frozen or dead dependency makes health answer 503 with a JSON reason, never hang.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 
-from shared.health import assess
+from handlers.responses import json_error
+from shared import logs
+from shared.health import Delivery, assess
 from shared.runtime import Runtime, current
+
+log = logging.getLogger("devicemon.health")
 
 # Counting devices scans DeviceState. When that scan is slow (a large fleet) the count is kept a
 # minute, the pace at which monitors poll; small fleets are always counted afresh.
 COUNT_TTL_SECONDS = 60.0
 SLOW_SCAN_SECONDS = 0.5
 _counts: dict[str, tuple[float, int, int]] = {}
+# Peeking opens a receiver per entity (about half a second each, in parallel): monitors polling
+# every minute from several regions share one peek per half minute.
+DEAD_LETTER_TTL_SECONDS = 30.0
+_dead_letters: dict[str, tuple[float, dict[str, int]]] = {}
+STORAGE_BOUND_SECONDS = 10.0
+SERVICE_BUS_BOUND_SECONDS = 10.0
 
 
 async def _device_counts(rt: Runtime) -> tuple[int, int]:
@@ -34,17 +52,67 @@ async def _device_counts(rt: Runtime) -> tuple[int, int]:
     return total, ineligible
 
 
+async def _dead_letter_counts(rt: Runtime) -> dict[str, int]:
+    from shared.dead_letters import counts
+
+    key = f"{rt.settings.device_changes_queue}|{rt.settings.device_alerts_topic}"
+    cached = _dead_letters.get(key)
+    if cached and time.monotonic() - cached[0] < DEAD_LETTER_TTL_SECONDS:
+        return cached[1]
+    async with asyncio.timeout(SERVICE_BUS_BOUND_SECONDS):
+        found = await counts(rt.service_bus(), rt.settings)
+    _dead_letters[key] = (time.monotonic(), found)
+    return found
+
+
+async def _delivery(rt: Runtime, now: datetime) -> Delivery:
+    s = rt.settings
+    pending_after = timedelta(seconds=s.pending_alert_sweep_seconds)
+    window = timedelta(minutes=s.health_failure_window_minutes)
+    unreadable: list[str] = []
+    held = await (await rt.pending_alerts()).held_before(now - pending_after)
+    failures = await (await rt.failure_log()).count_since(now - window)
+    dead_letters: dict[str, int] | None
+    try:
+        dead_letters = await _dead_letter_counts(rt)
+    except Exception as exc:  # health reports what it cannot see instead of failing
+        dead_letters = None
+        unreadable.append(f"dead-letter queues could not be read ({type(exc).__name__})")
+    return Delivery(
+        pending_overdue=len(held),
+        oldest_pending_at=min((h.held_at for h in held), default=None),
+        pending_after=pending_after,
+        failures=failures,
+        failure_window=window,
+        max_failures=s.health_max_failures,
+        dead_letters=dead_letters,
+        unreadable=tuple(unreadable),
+    )
+
+
 async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
     rt = runtime or current()
-    books = await rt.bookkeeping()
-    total, ineligible = await _device_counts(rt)
+    now = datetime.now(UTC)
+    try:
+        async with asyncio.timeout(STORAGE_BOUND_SECONDS + SERVICE_BUS_BOUND_SECONDS):
+            books = await rt.bookkeeping()
+            total, ineligible = await _device_counts(rt)
+            sync, subscription = await books.sync_state(), await books.subscription()
+            delivery = await _delivery(rt, now)
+    except Exception as exc:
+        # Table storage unreachable or frozen: devicemon cannot record anything right now.
+        logs.event(log, "health_unavailable", level=logging.ERROR, error=type(exc).__name__)
+        return json_error(
+            503, "storageUnavailable", f"health could not be read: {type(exc).__name__}"
+        )
     report = assess(
-        await books.sync_state(),
-        await books.subscription(),
-        now=datetime.now(UTC),
+        sync,
+        subscription,
+        now=now,
         stale_after=timedelta(minutes=rt.settings.sync_stale_minutes),
         devices=total,
         ineligible=ineligible,
+        delivery=delivery,
     )
     status = 503 if report["status"] == "unhealthy" else 200
     return func.HttpResponse(json.dumps(report), status_code=status, mimetype="application/json")

@@ -11,7 +11,7 @@ import logging
 
 import azure.functions as func
 
-from handlers.messages import log_poison
+from handlers.messages import counts_failures, log_poison
 from shared import logs
 from shared.changes import ChangeMessageError, DeviceChange
 from shared.commands import is_command
@@ -37,6 +37,7 @@ def parse(msg: func.ServiceBusMessage) -> DeviceChange:
     return change
 
 
+@counts_failures("processor")
 async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> Outcome | None:
     if is_command(msg.application_properties):
         from handlers import upkeep

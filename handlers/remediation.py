@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from handlers.messages import log_poison
+from handlers.messages import counts_failures, log_poison
 from shared.alert_view import AlertFormatError, parse_alert
 from shared.remediation_log import LogEntry
 from shared.runtime import Runtime, current
@@ -20,6 +20,7 @@ from shared.runtime import Runtime, current
 log = logging.getLogger("devicemon.remediation")
 
 
+@counts_failures("remediation")
 async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> LogEntry:
     try:
         alert = parse_alert(msg.get_body())

@@ -13,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from handlers.messages import log_poison
+from handlers.messages import counts_failures, log_poison
 from shared import logs
 from shared.alert_view import AlertFormatError, parse_alert
 from shared.runtime import Runtime, current
@@ -22,6 +22,7 @@ from shared.teams import Result, TeamsNotConfigured, check_url
 log = logging.getLogger("devicemon.teams")
 
 
+@counts_failures("teams")
 async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) -> Result | None:
     rt = runtime or current()
     try:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 
+from handlers.responses import json_error
 from shared import logs
 from shared.commands import Command, CommandError
+from shared.pending_alerts import sweep
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.upkeep")
+# Health counts failures over minutes; a day of rows is plenty to look back on.
+FAILURE_RETENTION = timedelta(days=1)
 
 
 async def sync_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> None:
@@ -33,6 +37,36 @@ async def subscription_timer(timer: func.TimerRequest, runtime: Runtime | None =
         status=record.status,
         subscription_id=record.subscription_id or None,
     )
+
+
+async def sweep_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> None:
+    """Publish alerts left pending (shared/pending_alerts.py); prune old failure rows."""
+    rt = runtime or current()
+    now = datetime.now(UTC)
+    pipeline = await rt.pipeline()
+    store = await rt.store()
+    result = await sweep(
+        await rt.pending_alerts(),
+        read_state=store.get_state,
+        publish_pending=pipeline.publish_pending,
+        now=now,
+        older_than=timedelta(seconds=rt.settings.pending_alert_sweep_seconds),
+    )
+    pruned = await (await rt.failure_log()).prune(now - FAILURE_RETENTION)
+    if result.examined or pruned:
+        logs.event(
+            log,
+            "sweep_completed",
+            level=logging.WARNING if result.republished or result.failed else logging.INFO,
+            examined=result.examined,
+            republished=result.republished,
+            dropped=result.dropped,
+            failed=result.failed,
+            failures_pruned=pruned,
+        )
+    if result.failed:
+        # Let the host record a failed run; the next tick tries again.
+        raise RuntimeError(f"{result.failed} pending alert(s) could not be published")
 
 
 async def run_command(raw: bytes, runtime: Runtime | None = None) -> None:
@@ -70,7 +104,17 @@ async def queue_command(
     command = Command(
         name=name, reason=f"ops:{req.params.get('reason', 'manual')}"[:200], requested_at=now
     )
-    await rt.change_queue().send_commands([command])
+    try:
+        await rt.change_queue().send_commands([command])
+    except Exception as exc:
+        logs.event(
+            log,
+            "command_enqueue_failed",
+            level=logging.ERROR,
+            command=name,
+            error=type(exc).__name__,
+        )
+        return json_error(503, "enqueueFailed", f"could not queue {name}; retry later")
     logs.event(log, "command_queued", command=name)
     body = json.dumps({"queued": name, "messageId": command.message_id()})
     return func.HttpResponse(body, status_code=202, mimetype="application/json")

@@ -70,6 +70,18 @@ param syncSchedule string = '0 */5 * * * *'
 @description('SUBSCRIPTION_SCHEDULE: Graph subscription upkeep timer (NCRONTAB, six fields).')
 param subscriptionSchedule string = '0 0 */6 * * *'
 
+@description('SWEEP_SCHEDULE: timer that republishes alerts left pending (NCRONTAB, six fields).')
+param sweepSchedule string = '15 */1 * * * *'
+
+@description('PENDING_ALERT_SWEEP_SECONDS: age at which a pending alert is swept and health turns degraded.')
+param pendingAlertSweepSeconds string = '120'
+
+@description('HEALTH_MAX_FAILURES within HEALTH_FAILURE_WINDOW_MINUTES turn health degraded.')
+param healthMaxFailures string = '10'
+
+@description('HEALTH_FAILURE_WINDOW_MINUTES')
+param healthFailureWindowMinutes string = '15'
+
 @description('SUBSCRIPTION_EXPIRY_MINUTES: lifetime requested for the Graph subscription.')
 param subscriptionExpiryMinutes string = '4320'
 
@@ -154,6 +166,8 @@ var tableNames = [
   '${tablePrefix}DevicemonSync'
   '${tablePrefix}RemediationLog'
   '${tablePrefix}TeamsNoise'
+  '${tablePrefix}PendingAlerts'
+  '${tablePrefix}ProcessingFailures'
 ]
 
 // Least privilege in Graph too: Intune and remediation permissions only when those features are on.
@@ -276,6 +290,13 @@ module functionApp 'modules/functionapp.bicep' = {
       EVENT_SOURCE: 'urn:devicemon'
       SYNC_SCHEDULE: syncSchedule
       SUBSCRIPTION_SCHEDULE: subscriptionSchedule
+      SWEEP_SCHEDULE: sweepSchedule
+      PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
+      HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes
+      HEALTH_MAX_FAILURES: healthMaxFailures
+      SERVICE_BUS_SENDERS: '4'
+      ENQUEUE_TIMEOUT_MS: '2000'
+      SERVICE_BUS_SEND_TIMEOUT_SECONDS: '30'
       SUBSCRIPTION_EXPIRY_MINUTES: subscriptionExpiryMinutes
       SUBSCRIPTION_RENEW_BEFORE_MINUTES: subscriptionRenewBeforeMinutes
       SYNC_STALE_MINUTES: syncStaleMinutes

@@ -109,6 +109,7 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "CA_POLICY": "compliant_or_hybrid",
         "SYNC_SCHEDULE": "0 */5 * * * *",
         "SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
+        "SWEEP_SCHEDULE": "15 */1 * * * *",
     }
 
 

@@ -9,7 +9,10 @@ Crash-safety, step by step (each is tested by failing it):
 4. `PendingAlert` is cleared.
 A crash before 2 leaves an uncommitted history row that the retry replaces; a crash after 2
 leaves a pending alert that the next attempt for the device publishes first. So a redelivered
-message can neither lose the alert nor raise it twice.
+message can neither lose the alert nor raise it twice. A device that never changes again would
+keep its pending alert forever: before 2 the alert is also held in the PendingAlerts index
+(shared/pending_alerts.py), which the sweep timer reads to publish what is left behind; the
+index row is released after 4.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shared.changes import DeviceChange
 from shared.evaluation import EvaluationOptions, classify, evaluate, fingerprint
 from shared.events import EVENT_TYPES, PreviousVerdict, build_alert
 from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Observation, Transition
+from shared.pending_alerts import pending_alert_id
 from shared.records import DeviceRecord, HistoryRow, StateRow, next_state, record_of
 from shared.store import HistoryConflict, StateConflict
 
@@ -48,6 +52,11 @@ class StateStore(Protocol):
 
 class Publisher(Protocol):
     async def publish(self, alert: dict[str, Any]) -> None: ...
+
+
+class Outbox(Protocol):
+    async def hold(self, object_id: str, alert_id: str, alert_type: str, at: datetime) -> None: ...
+    async def release(self, object_id: str, alert_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,7 @@ class Pipeline:
         graph: DeviceReader,
         store: StateStore,
         publisher: Publisher,
+        outbox: Outbox,
         options: EvaluationOptions,
         event_source: str,
         clock: Callable[[], datetime] = utc_now,
@@ -91,6 +101,7 @@ class Pipeline:
         self._graph = graph
         self._store = store
         self._publisher = publisher
+        self._outbox = outbox
         self._options = options
         self._event_source = event_source
         self._clock = clock
@@ -129,7 +140,7 @@ class Pipeline:
     async def _attempt(self, change: DeviceChange) -> Outcome:
         state = await self._store.get_state(change.device_id)
         if state is not None and state.pending_alert:
-            state = await self._publish_pending(state, change.correlation_id)
+            state = await self.publish_pending(state, change.correlation_id)
         previous = state.record if state else None
         device, managed = await self._graph.read(
             change.device_id, previous.device_id if previous else None
@@ -187,29 +198,36 @@ class Pipeline:
             # We read another key's state, or the state lags its own history: no re-read fixes
             # that. Fail the message (retried, then dead-lettered); the committed row is kept.
             raise
+        if alert is not None:
+            await self._outbox.hold(change.device_id, alert["id"], alert["type"], observed_at)
         committed = await self._store.commit_state(
             next_state(state, record, transition, json.dumps(alert) if alert else "")
         )
         if alert is not None:
-            await self._publish_pending(committed, change.correlation_id)
+            await self.publish_pending(committed, change.correlation_id)
         return Outcome(
             change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
         )
 
-    async def _publish_pending(self, state: StateRow, correlation_id: str) -> StateRow:
+    async def publish_pending(self, state: StateRow, correlation_id: str = "") -> StateRow:
+        """Publish the alert the state row holds, clear it, release its index row."""
         alert = json.loads(state.pending_alert)
+        object_id = state.record.object_id
         await self._publisher.publish(alert)
         logs.event(
             log,
             "alert_published",
-            device_id=state.record.object_id,
-            correlation_id=correlation_id,
+            device_id=object_id,
+            correlation_id=correlation_id or state.record.correlation_id,
             alert_id=alert["id"],
             type=alert["type"],
         )
         try:
-            return await self._store.commit_state(state.without_pending())
+            cleared = await self._store.commit_state(state.without_pending())
         except StateConflict:
             # Another writer moved the row on; whatever it holds now is handled by a re-read.
-            fresh = await self._store.get_state(state.record.object_id)
-            return fresh if fresh is not None else state.without_pending()
+            fresh = await self._store.get_state(object_id)
+            cleared = fresh if fresh is not None else state.without_pending()
+        if pending_alert_id(cleared) != alert["id"]:
+            await self._outbox.release(object_id, alert["id"])
+        return cleared

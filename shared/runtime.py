@@ -8,6 +8,7 @@ host install their own Runtime with `use_runtime`.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from shared.settings import Settings
@@ -17,7 +18,9 @@ if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient
 
     from shared.bookkeeping import Bookkeeping
+    from shared.failure_log import FailureLog
     from shared.graph import GraphDevices, GraphJson
+    from shared.pending_alerts import PendingAlerts
     from shared.pipeline import Pipeline
     from shared.remediation import Remediator
     from shared.remediation_log import RemediationLog
@@ -43,7 +46,12 @@ class Runtime:
         self._graph: GraphDevices | None = None
         self._pipeline: Pipeline | None = None
         self._books: Bookkeeping | None = None
+        self._pending: PendingAlerts | None = None
+        self._failures: FailureLog | None = None
         self._tables_ready = asyncio.Lock()
+        # Concurrent invocations ask for the same adapter at once: one builds it, the others
+        # wait for that one instead of building (and leaking) their own.
+        self._building: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tables_created = False
 
     def service_bus(self) -> ServiceBusClient:
@@ -54,17 +62,35 @@ class Runtime:
         return self._service_bus
 
     def change_queue(self) -> ChangeQueue:
+        """The change queue for HTTP routes: sends bounded by ENQUEUE_TIMEOUT_MS."""
         if self._change_queue is None:
-            from shared.servicebus import ChangeQueue
+            from shared.servicebus import ChangeQueue, queue_senders
 
-            self._change_queue = ChangeQueue(self.service_bus(), self.settings.device_changes_queue)
+            s = self.settings
+            self._change_queue = ChangeQueue(
+                queue_senders(
+                    self.service_bus(),
+                    s.device_changes_queue,
+                    size=s.service_bus_senders,
+                    timeout=s.service_bus_send_timeout_seconds,
+                ),
+                timeout=s.enqueue_timeout_seconds,
+            )
         return self._change_queue
 
     def publisher(self) -> AlertPublisher:
         if self._publisher is None:
-            from shared.servicebus import AlertPublisher
+            from shared.servicebus import AlertPublisher, topic_senders
 
-            self._publisher = AlertPublisher(self.service_bus(), self.settings.device_alerts_topic)
+            s = self.settings
+            self._publisher = AlertPublisher(
+                topic_senders(
+                    self.service_bus(),
+                    s.device_alerts_topic,
+                    size=s.service_bus_senders,
+                    timeout=s.service_bus_send_timeout_seconds,
+                )
+            )
         return self._publisher
 
     async def store(self) -> DeviceStore:
@@ -101,31 +127,58 @@ class Runtime:
         return self._graph
 
     async def pipeline(self) -> Pipeline:
-        if self._pipeline is None:
-            from shared.evaluation import EvaluationOptions
-            from shared.pipeline import Pipeline
+        async with self._building["pipeline"]:
+            if self._pipeline is None:
+                from shared.evaluation import EvaluationOptions
+                from shared.pipeline import Pipeline
 
-            s = self.settings
-            self._pipeline = Pipeline(
-                graph=self.graph(),
-                store=await self.store(),
-                publisher=self.publisher(),
-                options=EvaluationOptions(
-                    s.policy, s.stale_sign_in_days, s.intune_checkin_stale_days
-                ),
-                event_source=s.event_source,
-            )
+                s = self.settings
+                self._pipeline = Pipeline(
+                    graph=self.graph(),
+                    store=await self.store(),
+                    publisher=self.publisher(),
+                    outbox=await self.pending_alerts(),
+                    options=EvaluationOptions(
+                        s.policy, s.stale_sign_in_days, s.intune_checkin_stale_days
+                    ),
+                    event_source=s.event_source,
+                )
         return self._pipeline
 
-    async def bookkeeping(self) -> Bookkeeping:
-        if self._books is None:
-            from shared.bookkeeping import Bookkeeping
+    async def pending_alerts(self) -> PendingAlerts:
+        async with self._building["pending_alerts"]:
+            if self._pending is None:
+                from shared.pending_alerts import PendingAlerts
 
-            await self.store()  # creates the Table service client
-            assert self._tables is not None
-            books = Bookkeeping(self._tables, self.settings.sync_table)
-            await books.ensure_table()
-            self._books = books
+                await self.store()  # creates the Table service client
+                assert self._tables is not None
+                index = PendingAlerts(self._tables, self.settings.pending_alerts_table)
+                await index.ensure_table()
+                self._pending = index
+        return self._pending
+
+    async def failure_log(self) -> FailureLog:
+        async with self._building["failure_log"]:
+            if self._failures is None:
+                from shared.failure_log import FailureLog
+
+                await self.store()
+                assert self._tables is not None
+                failures = FailureLog(self._tables, self.settings.failures_table)
+                await failures.ensure_table()
+                self._failures = failures
+        return self._failures
+
+    async def bookkeeping(self) -> Bookkeeping:
+        async with self._building["bookkeeping"]:
+            if self._books is None:
+                from shared.bookkeeping import Bookkeeping
+
+                await self.store()  # creates the Table service client
+                assert self._tables is not None
+                books = Bookkeeping(self._tables, self.settings.sync_table)
+                await books.ensure_table()
+                self._books = books
         return self._books
 
     async def delta_sync(self) -> DeltaSync:
@@ -134,7 +187,7 @@ class Runtime:
         return DeltaSync(
             graph=self.graph_json(),
             books=await self.bookkeeping(),
-            sink=self.change_queue(),
+            sink=self.change_queue().with_timeout(None),
             page_size=self.settings.sync_page_size,
         )
 
@@ -147,7 +200,14 @@ class Runtime:
 
     async def close(self) -> None:
         await self.close_alert_consumers()
-        for closeable in (self._change_queue, self._publisher, self._store, self._books):
+        for closeable in (
+            self._change_queue,
+            self._publisher,
+            self._store,
+            self._books,
+            self._pending,
+            self._failures,
+        ):
             if closeable is not None:
                 await closeable.close()
         if self._tables is not None:

@@ -45,6 +45,11 @@ class Settings:
     stale_sign_in_days: int = 90
     intune_checkin_stale_days: int = 30
     max_notification_bytes: int = 1_048_576
+    # Senders per Service Bus entity (each used by one invocation at a time) and the bounds on a
+    # send: on Graph's request path (3 s deadline) and everywhere else (well inside a lock).
+    service_bus_senders: int = 4
+    enqueue_timeout_ms: int = 2000
+    service_bus_send_timeout_seconds: int = 30
     event_source: str = "urn:devicemon"
     # --- delta sync and subscription upkeep ---
     notification_url: str | None = None
@@ -53,6 +58,10 @@ class Settings:
     subscription_renew_before_minutes: int = 1440
     sync_stale_minutes: int = 30
     sync_page_size: int | None = None
+    # --- stranded alerts and health ---
+    pending_alert_sweep_seconds: int = 120
+    health_failure_window_minutes: int = 15
+    health_max_failures: int = 10
     # --- alert consumers: Teams and remediation ---
     # A secret (whoever has it can post to the channel): kept out of repr and logs.
     teams_webhook_url: str | None = field(default=None, repr=False)
@@ -74,6 +83,18 @@ class Settings:
     @property
     def sync_table(self) -> str:
         return f"{self.table_prefix}DevicemonSync"
+
+    @property
+    def enqueue_timeout_seconds(self) -> float:
+        return self.enqueue_timeout_ms / 1000
+
+    @property
+    def pending_alerts_table(self) -> str:
+        return f"{self.table_prefix}PendingAlerts"
+
+    @property
+    def failures_table(self) -> str:
+        return f"{self.table_prefix}ProcessingFailures"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +123,11 @@ class Settings:
             max_notification_bytes=_int(
                 env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000
             ),
+            service_bus_senders=_int(env, "SERVICE_BUS_SENDERS", 4, 1, 64),
+            enqueue_timeout_ms=_int(env, "ENQUEUE_TIMEOUT_MS", 2000, 100, 60_000),
+            service_bus_send_timeout_seconds=_int(
+                env, "SERVICE_BUS_SEND_TIMEOUT_SECONDS", 30, 1, 240
+            ),
             event_source=env.get("EVENT_SOURCE", "urn:devicemon"),
             notification_url=env.get("NOTIFICATION_URL") or None,
             lifecycle_notification_url=env.get("LIFECYCLE_NOTIFICATION_URL") or None,
@@ -117,6 +143,9 @@ class Settings:
             ),
             sync_stale_minutes=_int(env, "SYNC_STALE_MINUTES", 30, 1, 10080),
             sync_page_size=_int(env, "SYNC_PAGE_SIZE", 0, 0, 999) or None,
+            pending_alert_sweep_seconds=_int(env, "PENDING_ALERT_SWEEP_SECONDS", 120, 10, 86_400),
+            health_failure_window_minutes=_int(env, "HEALTH_FAILURE_WINDOW_MINUTES", 15, 1, 1440),
+            health_max_failures=_int(env, "HEALTH_MAX_FAILURES", 10, 0, 1_000_000),
             # --- alert consumers: Teams and remediation ---
             teams_webhook_url=env.get("TEAMS_WEBHOOK_URL", "").strip() or None,
             teams_flap_window_minutes=_int(env, "TEAMS_FLAP_WINDOW_MINUTES", 60, 1, 1440),

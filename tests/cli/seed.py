@@ -118,6 +118,12 @@ ENV_NAMES = {
     "teams_mass_threshold": "TEAMS_MASS_THRESHOLD",
     "remediation_mode": "REMEDIATION_MODE",
     "remediation_max_actions_per_hour": "REMEDIATION_MAX_ACTIONS_PER_HOUR",
+    "service_bus_senders": "SERVICE_BUS_SENDERS",
+    "enqueue_timeout_ms": "ENQUEUE_TIMEOUT_MS",
+    "service_bus_send_timeout_seconds": "SERVICE_BUS_SEND_TIMEOUT_SECONDS",
+    "pending_alert_sweep_seconds": "PENDING_ALERT_SWEEP_SECONDS",
+    "health_failure_window_minutes": "HEALTH_FAILURE_WINDOW_MINUTES",
+    "health_max_failures": "HEALTH_MAX_FAILURES",
 }
 
 

@@ -256,6 +256,7 @@ async def test_a_crash_at_any_step_neither_loses_nor_duplicates_the_alert(
         graph=runtime.graph(),
         store=FlakyStore(await runtime.store(), fail),
         publisher=FlakyPublisher(runtime.publisher(), fail),
+        outbox=await runtime.pending_alerts(),
         options=healthy._options,
         event_source="urn:devicemon",
     )
