@@ -13,7 +13,7 @@ from shared import explain
 from shared.changes import normalize_graph_id
 from shared.device_json import device_detail_json
 from shared.fleet import display_name, is_guid, record_changes, record_os_label
-from shared.records import DeviceRecord, HistoryRow, StateRow
+from shared.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 from shared.store import DeviceStore
 
 
@@ -73,7 +73,9 @@ def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
     return lines
 
 
-def timeline_lines(history: list[HistoryRow], truncated: bool, console: Console) -> list[str]:
+def timeline_lines(
+    history: list[HistoryRow], truncated: bool, console: Console, pending: str | None = None
+) -> list[str]:
     title = "Timeline, newest first" + (f" (latest {len(history)} versions)" if truncated else "")
     lines = [console.bold(title)]
     for position, row in enumerate(history):
@@ -91,7 +93,11 @@ def timeline_lines(history: list[HistoryRow], truncated: bool, console: Console)
         if not record.eligible:
             lines.append(f"      why: {explain.reasons_in_words(record.reasons)}")
         if row.alert_id:
-            lines.append(f"      alert {row.alert_id}")
+            sent = row.alert_id != pending
+            lines.append(
+                f"      alert {row.alert_id}"
+                + ("" if sent else " NOT YET PUBLISHED (pending; the sweep retries it)")
+            )
     return lines
 
 
@@ -105,7 +111,7 @@ def render(
     lines += explanation_lines(record, console)
     if lines[-1] != "":
         lines.append("")
-    lines += timeline_lines(history, truncated, console)
+    lines += timeline_lines(history, truncated, console, pending_alert_id(state))
     return lines
 
 

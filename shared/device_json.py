@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.fleet import Counts, DayPoint, FleetSummary, record_os_label
-from shared.records import DeviceRecord, HistoryRow, StateRow
+from shared.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 
 
 def iso(value: datetime | None) -> str | None:
@@ -56,20 +56,27 @@ def state_json(state: StateRow) -> dict[str, Any]:
     }
 
 
-def history_json(row: HistoryRow) -> dict[str, Any]:
+def history_json(row: HistoryRow, pending_alert_id: str | None = None) -> dict[str, Any]:
+    """`alertStatus` says whether the row's alert went out: an alert id alone is not proof,
+    since the alert may still sit in DeviceState's outbox (its publish failed; the sweep retries)."""
+    status = None
+    if row.alert_id:
+        status = "pending" if row.alert_id == pending_alert_id else "published"
     return {
         **record_json(row.record),
         "transition": row.transition,
         "alertId": row.alert_id or None,
+        "alertStatus": status,
     }
 
 
 def device_detail_json(
     state: StateRow, history: list[HistoryRow], truncated: bool
 ) -> dict[str, Any]:
+    pending = pending_alert_id(state)
     return {
-        "device": state_json(state),
-        "history": [history_json(r) for r in history],
+        "device": {**state_json(state), "pendingAlertId": pending},
+        "history": [history_json(r, pending) for r in history],
         "historyTruncated": truncated,
     }
 

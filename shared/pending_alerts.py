@@ -13,7 +13,6 @@ only leave a row whose alert is no longer pending, which the sweep drops (docs/t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from datetime import datetime, timedelta
 from azure.data.tables import UpdateMode
 
 from shared import logs
-from shared.records import StateRow
+from shared.records import StateRow, pending_alert_id
 from shared.table_adapter import TableAdapter
 
 log = logging.getLogger("devicemon.sweep")
@@ -34,13 +33,6 @@ class HeldAlert:
     alert_id: str
     alert_type: str
     held_at: datetime
-
-
-def pending_alert_id(state: StateRow | None) -> str | None:
-    """The id of the alert a state row still has to publish, if any."""
-    if state is None or not state.pending_alert:
-        return None
-    return str(json.loads(state.pending_alert)["id"])
 
 
 class PendingAlerts(TableAdapter):

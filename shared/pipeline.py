@@ -30,8 +30,14 @@ from shared.changes import DeviceChange
 from shared.evaluation import EvaluationOptions, classify, evaluate, fingerprint
 from shared.events import EVENT_TYPES, PreviousVerdict, build_alert
 from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Observation, Transition
-from shared.pending_alerts import pending_alert_id
-from shared.records import DeviceRecord, HistoryRow, StateRow, next_state, record_of
+from shared.records import (
+    DeviceRecord,
+    HistoryRow,
+    StateRow,
+    next_state,
+    pending_alert_id,
+    record_of,
+)
 from shared.store import HistoryConflict, StateConflict
 
 log = logging.getLogger("devicemon.pipeline")

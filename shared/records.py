@@ -5,6 +5,7 @@ Columns are documented in docs/tables.md; renaming one is a contract change.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -221,3 +222,10 @@ def next_state(
         pending_alert=pending_alert,
         etag=previous.etag if previous else None,
     )
+
+
+def pending_alert_id(state: StateRow | None) -> str | None:
+    """The id of the alert a state row still has to publish (its outbox), if any."""
+    if state is None or not state.pending_alert:
+        return None
+    return str(json.loads(state.pending_alert)["id"])

@@ -16,12 +16,12 @@ import jsonschema
 import pytest
 
 from handlers import health as health_route
-from handlers import upkeep
+from handlers import read_api, upkeep
 from local.graphsim.admin import SimAdmin
 from shared.changes import DeviceChange
 from shared.models import Source
-from shared.pending_alerts import pending_alert_id
 from shared.pipeline import Pipeline
+from shared.records import pending_alert_id
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.graph_helpers import add_device
@@ -123,6 +123,10 @@ async def test_the_sweep_publishes_stranded_alerts_once_and_health_tells(
     status, report = await health_report(swept)
     assert (status, report["status"]) == (200, "degraded")
     assert report["alerts"]["pendingOverdue"] == 3
+    detail = await device_detail(swept, ids[0])
+    assert detail["device"]["pendingAlertId"] == stranded[ids[0]]
+    assert detail["history"][0]["alertId"] == stranded[ids[0]]
+    assert detail["history"][0]["alertStatus"] == "pending"  # not presented as sent
     assert any("not published" in p for p in report["problems"])
 
     await upkeep.sweep_timer(timer(), runtime=swept)
@@ -146,6 +150,21 @@ async def test_the_sweep_publishes_stranded_alerts_once_and_health_tells(
 
     status, report = await health_report(swept)
     assert (status, report["status"]) == (200, "healthy"), report["problems"]
+    detail = await device_detail(swept, ids[0])
+    assert detail["device"]["pendingAlertId"] is None
+    assert detail["history"][0]["alertStatus"] == "published"
+
+
+async def device_detail(rt: Runtime, object_id: str) -> dict[str, Any]:
+    """GET /api/devices/{id}, as an operator reads a timeline."""
+    response = await read_api.get_device(
+        func.HttpRequest(
+            "GET", f"/api/devices/{object_id}", body=b"", route_params={"id": object_id}
+        ),
+        rt,
+    )
+    assert response.status_code == 200
+    return dict(json.loads(response.get_body()))
 
 
 async def test_a_republished_alert_that_had_reached_the_topic_is_not_delivered_twice(
