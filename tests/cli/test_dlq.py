@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
-import azure.functions as func
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
-from handlers import health as health_route
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import make_alert
 from tests.cli.conftest import devicemon
+from tests.health_helpers import fresh_bookkeeping, health_report
 from tests.servicebus_helpers import drain_sessions, drain_subscription
 
 
@@ -45,26 +42,6 @@ def dead_letter_an_alert(connection: str, topic: str, alert: dict[str, object]) 
     drain_subscription(connection, topic, "audit", wait=0.5)  # the topic's other copies
 
 
-async def healthy_books(rt: Runtime) -> None:
-    books = await rt.bookkeeping()
-    now = datetime.now(UTC)
-    await books.save_sync(replace(await books.sync_state(), last_success_at=now))
-    await books.save_subscription(
-        replace(
-            await books.subscription(),
-            subscription_id="s",
-            status="active",
-            expires_at=now + timedelta(days=1),
-        )
-    )
-
-
-async def health(rt: Runtime) -> tuple[int, dict[str, object]]:
-    health_route._dead_letters.clear()
-    response = await health_route.health(func.HttpRequest("GET", "/api/health", body=b""), rt)
-    return response.status_code, json.loads(response.get_body())
-
-
 async def test_show_health_and_redrive(
     capsys: pytest.CaptureFixture[str],
     env: dict[str, str],
@@ -74,8 +51,8 @@ async def test_show_health_and_redrive(
 ) -> None:
     connection = stack.service_bus_connection
     queue, topic = settings.device_changes_queue, settings.device_alerts_topic
-    await healthy_books(runtime)
-    status, report = await health(runtime)
+    await fresh_bookkeeping(runtime)
+    status, report = await health_report(runtime)
     assert (status, report["status"]) == (200, "healthy"), report["problems"]
 
     device_id = str(uuid.uuid4())
@@ -83,7 +60,7 @@ async def test_show_health_and_redrive(
     alert = make_alert(alert_id=str(uuid.uuid4()))
     await asyncio.to_thread(dead_letter_an_alert, connection, topic, alert)
 
-    status, report = await health(runtime)
+    status, report = await health_report(runtime)
     assert (status, report["status"]) == (503, "unhealthy")
     assert report["deadLetters"] == {queue: 1, f"{topic}/teams": 1, f"{topic}/remediation": 0}
     assert "devicemon dlq show" in json.dumps(report["problems"])
@@ -115,7 +92,7 @@ async def test_show_health_and_redrive(
 
     empty = await devicemon(capsys, env, "dlq", "show", "--exit-code")
     assert empty.code == 0, empty.out
-    status, report = await health(runtime)
+    status, report = await health_report(runtime)
     assert (status, report["status"]) == (200, "healthy"), report["problems"]
 
 

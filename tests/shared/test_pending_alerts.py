@@ -15,7 +15,6 @@ import azure.functions as func
 import jsonschema
 import pytest
 
-from handlers import health as health_route
 from handlers import read_api, upkeep
 from local.graphsim.admin import SimAdmin
 from shared.changes import DeviceChange
@@ -25,6 +24,7 @@ from shared.records import pending_alert_id
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.graph_helpers import add_device
+from tests.health_helpers import fresh_bookkeeping, health_report
 from tests.servicebus_helpers import body_json, drain_subscription
 
 SCHEMA = json.loads(
@@ -60,29 +60,6 @@ async def swept(settings: Settings) -> Any:
     rt = Runtime(replace(settings, pending_alert_sweep_seconds=0))
     yield rt
     await rt.close()
-
-
-async def fresh_bookkeeping(rt: Runtime) -> None:
-    """A fresh sync and a live subscription, so that health speaks only of delivery."""
-    books = await rt.bookkeeping()
-    now = datetime.now(UTC)
-    await books.save_sync(replace(await books.sync_state(), last_success_at=now))
-    await books.save_subscription(
-        replace(
-            await books.subscription(),
-            subscription_id="sub-1",
-            status="active",
-            expires_at=now + timedelta(days=1),
-        )
-    )
-
-
-async def health_report(rt: Runtime) -> tuple[int, dict[str, Any]]:
-    health_route._dead_letters.clear()
-    response = await health_route.health(
-        func.HttpRequest("GET", "/api/health", body=b""), runtime=rt
-    )
-    return response.status_code, json.loads(response.get_body())
 
 
 async def strand_alerts(rt: Runtime, sim: SimAdmin, count: int) -> list[str]:
