@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export DEVICEMON_ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: setup run test lint lint-infra format bench clean
+.PHONY: setup run test lint lint-infra format bench chaos clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ format: $(PY_STAMP)
 
 bench: setup
 	$(PY) -m bench
+
+# Fault matrix (docs/reliability.md): the 200-device mass event under one fault per row, on the
+# local stack (loopback only); ~10-15 minutes. Not part of `make test`.
+chaos: setup
+	$(PY) -m bench.chaos
 
 clean:
 	rm -rf $(VENV) node_modules .artifacts .pytest_cache .mypy_cache .ruff_cache

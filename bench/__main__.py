@@ -9,19 +9,46 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from bench import processor, sync, webhook
+from bench import alerts, processor, sync, webhook
 from bench.common import machine
 from local import stack as local_stack
 
 
+def print_alerts(result: dict[str, Any]) -> None:
+    mass = result["mass"]
+    lat = mass["latency_ms"]
+    print(f"alerts under a mass event, {mass['devices']} devices lost then restored:")
+    print(
+        f"  evaluations/s (first sightings) {mass['evaluations_per_s']:.1f},"
+        f" alerts/s {mass['alerts_per_s']:.1f} ({mass['alerts']} alerts),"
+        f" dev host peak RSS {mass['devhost_peak_rss_mb']:.0f} MB"
+    )
+    print(
+        f"  change-to-alert ms: p50 {lat['p50']:.0f}  p95 {lat['p95']:.0f}"
+        f"  p99 {lat['p99']:.0f}  max {lat['max']:.0f}  (n={lat['n']})"
+    )
+    print("sender pool (SERVICE_BUS_SENDERS):")
+    for r in result["sender_pool"]:
+        w = r["webhook_50_ms"]
+        print(
+            f"  {r['senders']}: alerts/s {r['alerts_per_s']:.1f},"
+            f" change-to-alert p50 {r['latency_ms']['p50']:.0f} p99 {r['latency_ms']['p99']:.0f} ms;"
+            f" 50 concurrent POSTs p50 {w['p50']:.1f} p99 {w['p99']:.1f} ms (n={w['n']});"
+            f" peak RSS {r['devhost_peak_rss_mb']:.0f} MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["webhook", "processor", "sync"], default=None)
+    parser.add_argument("--only", choices=["webhook", "processor", "sync", "alerts"], default=None)
     parser.add_argument("--sync-devices", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--naive-devices", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--alert-devices", type=int, default=600)
+    parser.add_argument("--pool-devices", type=int, default=300)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     report: dict[str, object] = {
@@ -63,6 +90,10 @@ def main() -> None:
                 print(
                     f"  {label:<12} {r['outcome']}: {r['seconds']:6.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB, {r['pages']} pages, {r['graph_requests']} Graph requests, {r['messages']} messages"
                 )
+        if args.only in (None, "alerts"):
+            result = alerts.run(stack, args.alert_devices, args.pool_devices)
+            report["alerts"] = result
+            print_alerts(result)
     out = Path(os.environ.get("DEVICEMON_ARTIFACTS", ".artifacts")) / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
