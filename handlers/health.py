@@ -19,6 +19,7 @@ import azure.functions as func
 from handlers.responses import json_error
 from shared import logs
 from shared.health import Delivery, assess
+from shared.pending_alerts import stranded
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.health")
@@ -70,7 +71,8 @@ async def _delivery(rt: Runtime, now: datetime) -> Delivery:
     pending_after = timedelta(seconds=s.pending_alert_sweep_seconds)
     window = timedelta(minutes=s.health_failure_window_minutes)
     unreadable: list[str] = []
-    held = await (await rt.pending_alerts()).held_before(now - pending_after)
+    store = await rt.store()
+    held = await stranded(await rt.pending_alerts(), store.get_state, now - pending_after)
     failures = await (await rt.failure_log()).count_since(now - window)
     dead_letters: dict[str, int] | None
     try:

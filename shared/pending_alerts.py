@@ -61,6 +61,23 @@ class PendingAlerts(TableAdapter):
         ]
 
 
+async def stranded(
+    index: PendingAlerts,
+    read_state: Callable[[str], Awaitable[StateRow | None]],
+    cutoff: datetime,
+) -> list[HeldAlert]:
+    """Index rows held since before `cutoff` whose alert is still pending in DeviceState.
+
+    A row can outlive its alert (a failure between clearing the column and deleting the row);
+    until the sweep drops it, it must not count as an alert that nobody received.
+    """
+    found = []
+    for held in await index.held_before(cutoff):
+        if pending_alert_id(await read_state(held.object_id)) == held.alert_id:
+            found.append(held)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     examined: int = 0

@@ -174,6 +174,8 @@ async def test_an_index_row_whose_alert_was_published_is_dropped(
     await index.hold(
         device["id"], "alert-long-gone", "devicemon.eligibility.lost", datetime.now(UTC)
     )
+    _, report = await health_report(swept)
+    assert report["alerts"]["pendingOverdue"] == 0  # its alert is not pending: nobody misses it
 
     await upkeep.sweep_timer(timer(), runtime=swept)
     assert await index.held_before(datetime.now(UTC) + timedelta(1)) == []
