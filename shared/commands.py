@@ -14,8 +14,6 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage
-
 from shared.changes import normalize_graph_id
 
 CONTROL_SESSION = "devicemon-control"
@@ -40,22 +38,15 @@ class Command:
         # Frozen: normalised once, whoever builds the command (a lifecycle item, from_json).
         object.__setattr__(self, "subscription_id", normalize_graph_id(self.subscription_id))
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
     def message_id(self) -> str:
         key = (
             self.dedupe_key
             or f"{self.name}|{self.reason}|{self.subscription_id}|{self.requested_at}"
         )
         return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-    def to_message(self) -> ServiceBusMessage:
-        return ServiceBusMessage(
-            json.dumps(asdict(self)),
-            message_id=self.message_id(),
-            session_id=CONTROL_SESSION,
-            content_type="application/json",
-            subject=self.name,
-            application_properties={KIND_PROPERTY: COMMAND_KIND},
-        )
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Command:

@@ -7,7 +7,7 @@ the stored/published forms are stable strings users can filter on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 
@@ -147,3 +147,8 @@ class Observation:
     observed_at: datetime
     source: Source
     correlation_id: str = ""
+
+
+def utc_now() -> datetime:
+    """The clock every component defaults to (tests inject their own)."""
+    return datetime.now(UTC)

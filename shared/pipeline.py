@@ -22,14 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared import logs
 from shared.changes import DeviceChange
 from shared.evaluation import EvaluationOptions, classify, evaluate, fingerprint
 from shared.events import EVENT_TYPES, PreviousVerdict, build_alert
-from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Observation, Transition
+from shared.models import DeviceSnapshot, ManagedDeviceSnapshot, Observation, Transition, utc_now
 from shared.records import (
     DeviceRecord,
     HistoryRow,
@@ -73,10 +73,6 @@ class Outcome:
     eligible: bool | None
     reasons: tuple[str, ...] = ()
     alert_id: str | None = None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _with_identity_of(device: DeviceSnapshot, known: DeviceRecord) -> DeviceSnapshot:

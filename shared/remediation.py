@@ -1,7 +1,7 @@
 """Opt-in remediation for lost-eligibility alerts: ask Intune to sync a device whose compliance is
 the problem, at most once per alert and within an hourly budget.
 
-`plan` is pure: what an alert deserves under a mode. `Remediator` runs the crash-safe state
+`plan` (shared/remediation_plan.py) is pure: what an alert deserves under a mode. `Remediator` runs the crash-safe state
 machine over the RemediationLog row of the alert (shared/remediation_log.py):
 
     (no row) ─create─► claimed ─budget─► acting ─Graph ok─► acted
@@ -22,100 +22,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from shared import logs
 from shared.alert_view import AlertView
+from shared.remediation_plan import FINAL, Mode, Outcome, hour_bucket, plan
 
 if TYPE_CHECKING:
     from shared.graph import GraphJson
     from shared.remediation_log import LogEntry, RemediationLog
 
 log = logging.getLogger("devicemon.remediation")
-REMEDIABLE = ("NOT_COMPLIANT", "COMPLIANCE_UNKNOWN")
-INTUNE_MANAGED = ("intune", "co_managed")
-SYNC_DEVICE = "syncDevice"
-
-
-class Mode(StrEnum):
-    OFF = "off"
-    DRY_RUN = "dry-run"
-    ON = "on"
-
-
-class Outcome(StrEnum):
-    CLAIMED = "claimed"  # in flight: the alert is ours, no budget taken yet
-    ACTING = "acting"  # in flight: budget taken, the Graph call is (about to be) sent
-    RETRY = "retry"  # in flight: Graph failed transiently; the redelivery calls again
-    ACTED = "acted"
-    DRY_RUN = "dry_run"
-    SKIPPED = "skipped"
-    RATE_LIMITED = "rate_limited"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-
-FINAL = frozenset(
-    {
-        Outcome.ACTED,
-        Outcome.DRY_RUN,
-        Outcome.SKIPPED,
-        Outcome.RATE_LIMITED,
-        Outcome.FAILED,
-        Outcome.INTERRUPTED,
-    }
-)
-
-
-class Skip(StrEnum):
-    RESTORED = "restored"
-    NO_FIX_FOR_REASONS = "no_fix_for_reasons"
-    NOT_INTUNE_MANAGED = "not_intune_managed"
-    MODE_OFF = "mode_off"
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    outcome: Outcome  # SKIPPED, DRY_RUN or CLAIMED (= act)
-    code: str  # Skip value, or the action's name
-    reason: str  # in plain words, recorded with the decision
-
-    @property
-    def acts(self) -> bool:
-        return self.outcome is Outcome.CLAIMED
-
-
-def plan(alert: AlertView, mode: Mode) -> Plan:
-    if not alert.lost:
-        return Plan(Outcome.SKIPPED, Skip.RESTORED, "the device is eligible again: nothing to fix")
-    fixable = [r for r in alert.reasons if r in REMEDIABLE]
-    if not fixable:
-        return Plan(
-            Outcome.SKIPPED,
-            Skip.NO_FIX_FOR_REASONS,
-            f"no automatic fix for {', '.join(alert.reasons) or 'these reasons'}",
-        )
-    if alert.management not in INTUNE_MANAGED or not alert.managed_device_id:
-        return Plan(
-            Outcome.SKIPPED,
-            Skip.NOT_INTUNE_MANAGED,
-            f"{', '.join(fixable)}, but the device has no Intune record to sync",
-        )
-    what = f"Intune syncDevice for {', '.join(fixable)}"
-    if mode is Mode.OFF:
-        return Plan(Outcome.SKIPPED, Skip.MODE_OFF, f"REMEDIATION_MODE is off (would run {what})")
-    if mode is Mode.DRY_RUN:
-        return Plan(Outcome.DRY_RUN, SYNC_DEVICE, f"dry run: would run {what}")
-    return Plan(Outcome.CLAIMED, SYNC_DEVICE, what)
-
-
-def hour_bucket(moment: datetime) -> str:
-    """The rate limit's window: the UTC clock hour, e.g. 2026112910."""
-    return moment.astimezone(UTC).strftime("%Y%m%d%H")
 
 
 class DeviceSync(Protocol):

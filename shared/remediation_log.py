@@ -22,7 +22,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 
 from shared.alert_view import AlertView
-from shared.remediation import Mode, Outcome, Plan
+from shared.remediation_plan import Mode, Outcome, Plan
 from shared.table_adapter import TableAdapter
 
 RATE_LIMIT_PARTITION = "ratelimit"

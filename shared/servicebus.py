@@ -24,7 +24,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageSizeExceededError
 
 from shared.changes import DeviceChange
-from shared.commands import Command
+from shared.commands import COMMAND_KIND, CONTROL_SESSION, KIND_PROPERTY, Command
 from shared.events import CONTENT_TYPE, application_properties
 from shared.settings import Settings, SettingsError
 
@@ -61,6 +61,18 @@ def change_message(change: DeviceChange) -> ServiceBusMessage:
         content_type="application/json",
         subject=change.change_type,
         application_properties={"source": change.source.value},
+    )
+
+
+def command_message(command: Command) -> ServiceBusMessage:
+    """A control command on `device-changes`, in the control session (shared/commands.py)."""
+    return ServiceBusMessage(
+        command.to_json(),
+        message_id=command.message_id(),
+        session_id=CONTROL_SESSION,
+        content_type="application/json",
+        subject=command.name,
+        application_properties={KIND_PROPERTY: COMMAND_KIND},
     )
 
 
@@ -210,7 +222,7 @@ class ChangeQueue:
         )
 
     async def send_commands(self, commands: Iterable[Command]) -> int:
-        messages = [c.to_message() for c in commands]
+        messages = [command_message(c) for c in commands]
         return int(
             await self._pool.run(
                 lambda sender: send_batched(sender, messages), within=self._timeout

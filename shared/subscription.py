@@ -21,7 +21,7 @@ from kiota_abstractions.method import Method
 from shared import logs
 from shared.bookkeeping import Bookkeeping, SubscriptionRecord
 from shared.graph import GraphJson, error_text
-from shared.pipeline import utc_now
+from shared.models import utc_now
 from shared.settings import Settings
 from shared.snapshots import parse_time
 

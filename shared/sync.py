@@ -25,8 +25,7 @@ from shared import logs
 from shared.bookkeeping import Bookkeeping, LeaseLost, SyncState
 from shared.changes import DeviceChange, normalize_graph_id
 from shared.graph import DEVICE_SELECT, GraphJson, error_code, error_text
-from shared.models import Source
-from shared.pipeline import utc_now
+from shared.models import Source, utc_now
 
 log = logging.getLogger("devicemon.sync")
 DELTA_PATH = f"/devices/delta?$select={','.join(DEVICE_SELECT)}"

@@ -12,8 +12,9 @@ import pytest
 
 from handlers import remediation
 from local.graphsim.admin import SimAdmin
-from shared.remediation import GraphDeviceSync, Mode, NotSent, Outcome, Remediator, Skip
+from shared.remediation import GraphDeviceSync, NotSent, Remediator
 from shared.remediation_log import LogEntry, RemediationLog
+from shared.remediation_plan import Mode, Outcome, Skip
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import as_message, make_alert

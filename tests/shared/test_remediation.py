@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from shared.alert_view import parse_alert
-from shared.remediation import FINAL, Mode, Outcome, Skip, hour_bucket, plan
 from shared.remediation_log import row_key
+from shared.remediation_plan import FINAL, Mode, Outcome, Skip, hour_bucket, plan
 from tests.alert_helpers import T0, make_alert
 
 ACT = Outcome.CLAIMED
