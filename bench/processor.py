@@ -18,12 +18,12 @@ from bench.common import bench_settings
 from local import stack as local_stack
 from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
-from shared.changes import DeviceChange
-from shared.evaluation import EvaluationOptions, evaluate, fingerprint
-from shared.graph import GraphDevices, GraphJson
-from shared.graph import make_client as make_graph_client
-from shared.models import Observation, Source
-from shared.records import HistoryRow, StateRow, record_of
+from shared.adapters.graph import GraphDevices, GraphJson
+from shared.adapters.graph import make_client as make_graph_client
+from shared.core.changes import DeviceChange
+from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
+from shared.core.models import Observation, Source
+from shared.core.records import HistoryRow, StateRow, record_of
 from shared.retry import RetryPolicy
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings

@@ -18,9 +18,9 @@ from shared.settings import Settings, SettingsError
 if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
 
-    from shared.bookkeeping import Bookkeeping
+    from shared.adapters.bookkeeping import Bookkeeping
+    from shared.adapters.store import DeviceStore
     from shared.runtime import Runtime
-    from shared.store import DeviceStore
 
 # Commands that never send the clientState to anyone still go through Settings.from_env, which
 # requires GRAPH_CLIENT_STATE: they get this stand-in, so an operator reading the fleet does not
@@ -108,7 +108,7 @@ class Context:
                     s.tables_connection_string, **TABLES_CLIENT_OPTIONS
                 )
             else:
-                from shared.identity import credential
+                from shared.adapters.identity import credential
 
                 assert s.tables_endpoint is not None
                 self._tables = TableServiceClient(
@@ -118,7 +118,7 @@ class Context:
 
     def store(self) -> DeviceStore:
         if self._store is None:
-            from shared.store import DeviceStore
+            from shared.adapters.store import DeviceStore
 
             self._store = DeviceStore(self.tables(), self.settings)
         return self._store
@@ -126,7 +126,7 @@ class Context:
     async def books(self, *, create: bool) -> Bookkeeping:
         """DevicemonSync; `create` for the commands that write it (sync, subscription)."""
         if self._books is None:
-            from shared.bookkeeping import Bookkeeping
+            from shared.adapters.bookkeeping import Bookkeeping
 
             self._books = Bookkeeping(self.tables(), self.settings.sync_table)
         if create:

@@ -9,12 +9,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from cli.context import Context
 from cli.errors import AMBIGUOUS, NOT_FOUND, OK, CliError
 from cli.output import Console, clean, pairs, table, when, wrap
-from shared import explain
-from shared.changes import normalize_graph_id
-from shared.device_json import device_detail_json
-from shared.fleet import display_name, is_guid, record_changes, record_os_label
-from shared.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
-from shared.store import DeviceStore
+from shared.adapters.store import DeviceStore
+from shared.core import explain
+from shared.core.changes import normalize_graph_id
+from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
+from shared.views.device_json import device_detail_json
+from shared.views.fleet import display_name, is_guid, record_changes, record_os_label
 
 
 async def find(store: DeviceStore, target: str, state_table: str) -> list[StateRow]:

@@ -14,7 +14,7 @@ from cli.output import Console, clean, when, wrap
 
 
 async def show(ctx: Context, console: Console, args: argparse.Namespace) -> int:
-    from shared.dead_letters import entities, find_entity, peek
+    from shared.adapters.dead_letters import entities, find_entity, peek
 
     settings = ctx.settings
     try:
@@ -48,8 +48,8 @@ async def show(ctx: Context, console: Console, args: argparse.Namespace) -> int:
 
 
 async def redrive(ctx: Context, console: Console, args: argparse.Namespace) -> int:
-    from shared.dead_letters import find_entity
-    from shared.dead_letters import redrive as move
+    from shared.adapters.dead_letters import find_entity
+    from shared.adapters.dead_letters import redrive as move
 
     try:
         entity = find_entity(ctx.settings, args.entity)

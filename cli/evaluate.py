@@ -13,17 +13,17 @@ from typing import Any
 from cli.context import load_settings
 from cli.errors import INELIGIBLE, OK, USAGE, CliError
 from cli.output import Console, clean, pairs, table, wrap
-from shared import explain
-from shared.device_json import iso
-from shared.evaluation import EvaluationOptions, evaluate
-from shared.fleet import os_label
-from shared.models import DeviceSnapshot, Evaluation, ManagedDeviceSnapshot, Policy
-from shared.snapshots import (
+from shared.core import explain
+from shared.core.evaluation import EvaluationOptions, evaluate
+from shared.core.models import DeviceSnapshot, Evaluation, ManagedDeviceSnapshot, Policy
+from shared.core.snapshots import (
     SnapshotError,
     device_from_json,
     managed_device_from_json,
     parse_time,
 )
+from shared.views.device_json import iso
+from shared.views.fleet import os_label
 
 
 def read_json(path: str) -> Any:

@@ -9,9 +9,11 @@ from azure.core.exceptions import ResourceNotFoundError
 from cli.context import Context
 from cli.errors import NOT_FOUND, OK, USAGE, CliError
 from cli.output import Console, clean, table, when, wrap
-from shared import explain
-from shared.device_json import iso, state_json, summary_json
-from shared.fleet import (
+from shared.adapters.store import DeviceStore
+from shared.core import explain
+from shared.core.records import StateRow
+from shared.views.device_json import iso, state_json, summary_json
+from shared.views.fleet import (
     Counts,
     DeviceFilter,
     FilterError,
@@ -20,8 +22,6 @@ from shared.fleet import (
     record_os_label,
     summarize,
 )
-from shared.records import StateRow
-from shared.store import DeviceStore
 
 
 async def read_states(store: DeviceStore, state_table: str) -> list[StateRow]:

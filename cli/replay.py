@@ -17,7 +17,7 @@ import azure.functions as func
 from cli.context import Context
 from cli.errors import FAILED, OK, USAGE, CliError
 from cli.output import Console, clean, wrap
-from shared.notifications import MalformedNotification, parse_collection, triage
+from shared.sources.notifications import MalformedNotification, parse_collection, triage
 
 WEBHOOK_URL = "http://localhost/api/graph/notifications"
 

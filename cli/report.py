@@ -1,4 +1,4 @@
-"""`devicemon report --html FILE`: the fleet on one self-contained page (shared/report_html.py)."""
+"""`devicemon report --html FILE`: the fleet on one self-contained page (shared/views/report_html.py)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from cli.context import Context
 from cli.errors import OK, USAGE, CliError
 from cli.fleet import ineligible_rows, read_states
 from cli.output import Console, wrap
-from shared.fleet import daily_series, summarize, window_start
-from shared.records import HistoryRow
-from shared.report_html import ReportData, render
+from shared.core.records import HistoryRow
 from shared.settings import Settings
+from shared.views.fleet import daily_series, summarize, window_start
+from shared.views.report_html import ReportData, render
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from cli.context import Context
 from cli.errors import CONFIG, FAILED, OK, CliError
 from cli.output import Console, clean, pairs, when, wrap
-from shared.bookkeeping import SubscriptionRecord
-from shared.device_json import iso
+from shared.adapters.bookkeeping import SubscriptionRecord
+from shared.views.device_json import iso
 
 
 def record_json(record: SubscriptionRecord) -> dict[str, Any]:
@@ -68,7 +68,7 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
         record = await (await ctx.books(create=False)).subscription()
         ok = True
     else:
-        from shared.subscription import SubscriptionKeeper
+        from shared.sources.subscription import SubscriptionKeeper
 
         if action == "ensure" and not ctx.settings.notification_url:
             raise CliError(

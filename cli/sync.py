@@ -33,7 +33,7 @@ class Progress:
 
 
 async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
-    from shared.sync import DeltaSync
+    from shared.sources.sync import DeltaSync
 
     runtime = ctx.runtime()
     books = await ctx.books(create=True)

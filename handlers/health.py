@@ -2,7 +2,7 @@
 
 Besides the sync and the subscription, health reads whether decisions reach anyone: alerts left
 pending (PendingAlerts), failed attempts (ProcessingFailures) and dead letters, peeked with the
-receive rights the triggers already have (shared/dead_letters.py). Every read is bounded: a
+receive rights the triggers already have (shared/adapters/dead_letters.py). Every read is bounded: a
 frozen or dead dependency makes health answer 503 with a JSON reason, never hang.
 """
 
@@ -18,9 +18,9 @@ import azure.functions as func
 
 from handlers.responses import json_error
 from shared import logs
-from shared.health import Delivery, assess
-from shared.pending_alerts import stranded
+from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, current
+from shared.views.health import Delivery, assess
 
 log = logging.getLogger("devicemon.health")
 
@@ -54,7 +54,7 @@ async def _device_counts(rt: Runtime) -> tuple[int, int]:
 
 
 async def _dead_letter_counts(rt: Runtime) -> dict[str, int]:
-    from shared.dead_letters import counts
+    from shared.adapters.dead_letters import counts
 
     key = f"{rt.settings.device_changes_queue}|{rt.settings.device_alerts_topic}"
     cached = _dead_letters.get(key)

@@ -14,15 +14,15 @@ import azure.functions as func
 
 from handlers.responses import body_within_limit, json_error, validation_response
 from shared import logs
-from shared.commands import Command
-from shared.notifications import (
+from shared.core.commands import Command
+from shared.runtime import Runtime, current
+from shared.sources.notifications import (
     MalformedNotification,
     client_state_matches,
     graph_id,
     hashed_key,
     parse_collection,
 )
-from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.lifecycle")
 COMMAND_FOR_EVENT = {

@@ -3,7 +3,7 @@
 Raising abandons the message; Service Bus dead-letters it after the entity's max delivery count.
 The reason travels in the log event, keyed by message id (docs/reliability.md), and every failed
 attempt is counted in ProcessingFailures so that /api/health turns degraded when failures pile
-up (shared/failure_log.py).
+up (shared/adapters/failure_log.py).
 """
 
 from __future__ import annotations

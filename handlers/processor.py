@@ -13,9 +13,9 @@ import azure.functions as func
 
 from handlers.messages import counts_failures, log_poison
 from shared import logs
-from shared.changes import ChangeMessageError, DeviceChange
-from shared.commands import is_command
-from shared.pipeline import Outcome
+from shared.core.changes import ChangeMessageError, DeviceChange
+from shared.core.commands import is_command
+from shared.processing.pipeline import Outcome
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.processor")

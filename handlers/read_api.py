@@ -16,10 +16,10 @@ from azure.core.exceptions import AzureError
 
 from handlers.responses import json_error
 from shared import logs
-from shared.changes import normalize_graph_id
-from shared.device_json import device_detail_json, state_json
-from shared.fleet import DeviceFilter, FilterError, decode_token, encode_token, is_guid
+from shared.core.changes import normalize_graph_id
 from shared.runtime import Runtime, current
+from shared.views.device_json import device_detail_json, state_json
+from shared.views.fleet import DeviceFilter, FilterError, decode_token, encode_token, is_guid
 
 log = logging.getLogger("devicemon.read_api")
 DEFAULT_HISTORY = 50

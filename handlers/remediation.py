@@ -13,8 +13,8 @@ import logging
 import azure.functions as func
 
 from handlers.messages import counts_failures, log_poison
-from shared.alert_view import AlertFormatError, parse_alert
-from shared.remediation_log import LogEntry
+from shared.consumers.remediation_log import LogEntry
+from shared.core.alert_view import AlertFormatError, parse_alert
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.remediation")

@@ -15,9 +15,9 @@ import azure.functions as func
 
 from handlers.messages import counts_failures, log_poison
 from shared import logs
-from shared.alert_view import AlertFormatError, parse_alert
+from shared.consumers.teams import Result, TeamsNotConfigured, check_url
+from shared.core.alert_view import AlertFormatError, parse_alert
 from shared.runtime import Runtime, current
-from shared.teams import Result, TeamsNotConfigured, check_url
 
 log = logging.getLogger("devicemon.teams")
 

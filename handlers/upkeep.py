@@ -11,8 +11,8 @@ import azure.functions as func
 
 from handlers.responses import json_error
 from shared import logs
-from shared.commands import Command, CommandError
-from shared.pending_alerts import sweep
+from shared.adapters.pending_alerts import sweep
+from shared.core.commands import Command, CommandError
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.upkeep")
@@ -40,7 +40,7 @@ async def subscription_timer(timer: func.TimerRequest, runtime: Runtime | None =
 
 
 async def sweep_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> None:
-    """Publish alerts left pending (shared/pending_alerts.py); prune old failure rows."""
+    """Publish alerts left pending (shared/adapters/pending_alerts.py); prune old failure rows."""
     rt = runtime or current()
     now = datetime.now(UTC)
     pipeline = await rt.pipeline()

@@ -14,8 +14,8 @@ import azure.functions as func
 
 from handlers.responses import body_within_limit, json_error, validation_response
 from shared import logs
-from shared.notifications import MalformedNotification, parse_collection, triage
 from shared.runtime import Runtime, current
+from shared.sources.notifications import MalformedNotification, parse_collection, triage
 
 log = logging.getLogger("devicemon.webhook")
 

@@ -169,7 +169,7 @@ class TeamsSink:
 
 
 def describe_card(card: dict[str, Any]) -> str:
-    """One line for a card: its coloured banner's label and title (see shared/teams_cards.py)."""
+    """One line for a card: its coloured banner's label and title (see shared/consumers/teams_cards.py)."""
     banner: dict[str, Any] = next(
         (b for b in card.get("body", []) if b.get("type") == "Container"), {}
     )

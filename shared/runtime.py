@@ -17,20 +17,20 @@ if TYPE_CHECKING:
     from azure.data.tables.aio import TableServiceClient
     from azure.servicebus.aio import ServiceBusClient
 
-    from shared.bookkeeping import Bookkeeping
-    from shared.failure_log import FailureLog
-    from shared.graph import GraphDevices, GraphJson
-    from shared.pending_alerts import PendingAlerts
-    from shared.pipeline import Pipeline
-    from shared.remediation import Remediator
-    from shared.remediation_log import RemediationLog
+    from shared.adapters.bookkeeping import Bookkeeping
+    from shared.adapters.failure_log import FailureLog
+    from shared.adapters.graph import GraphDevices, GraphJson
+    from shared.adapters.pending_alerts import PendingAlerts
+    from shared.adapters.servicebus import AlertPublisher, ChangeQueue
+    from shared.adapters.store import DeviceStore
+    from shared.consumers.remediation import Remediator
+    from shared.consumers.remediation_log import RemediationLog
+    from shared.consumers.teams import TeamsClient, TeamsNotifier
+    from shared.consumers.teams_store import TeamsStore
+    from shared.processing.pipeline import Pipeline
     from shared.retry import RetryPolicy
-    from shared.servicebus import AlertPublisher, ChangeQueue
-    from shared.store import DeviceStore
-    from shared.subscription import SubscriptionKeeper
-    from shared.sync import DeltaSync
-    from shared.teams import TeamsClient, TeamsNotifier
-    from shared.teams_store import TeamsStore
+    from shared.sources.subscription import SubscriptionKeeper
+    from shared.sources.sync import DeltaSync
 
 
 class Runtime:
@@ -56,7 +56,7 @@ class Runtime:
 
     def service_bus(self) -> ServiceBusClient:
         if self._service_bus is None:
-            from shared.servicebus import make_client
+            from shared.adapters.servicebus import make_client
 
             self._service_bus = make_client(self.settings)
         return self._service_bus
@@ -64,7 +64,7 @@ class Runtime:
     def change_queue(self) -> ChangeQueue:
         """The change queue for HTTP routes: sends bounded by ENQUEUE_TIMEOUT_MS."""
         if self._change_queue is None:
-            from shared.servicebus import ChangeQueue, queue_senders
+            from shared.adapters.servicebus import ChangeQueue, queue_senders
 
             s = self.settings
             self._change_queue = ChangeQueue(
@@ -80,7 +80,7 @@ class Runtime:
 
     def publisher(self) -> AlertPublisher:
         if self._publisher is None:
-            from shared.servicebus import AlertPublisher, topic_senders
+            from shared.adapters.servicebus import AlertPublisher, topic_senders
 
             s = self.settings
             self._publisher = AlertPublisher(
@@ -95,7 +95,7 @@ class Runtime:
 
     async def store(self) -> DeviceStore:
         if self._store is None:
-            from shared.store import DeviceStore, make_service
+            from shared.adapters.store import DeviceStore, make_service
 
             self._tables = make_service(self.settings)
             self._store = DeviceStore(self._tables, self.settings)
@@ -108,7 +108,7 @@ class Runtime:
 
     def graph_json(self) -> GraphJson:
         if self._graph_json is None:
-            from shared.graph import GraphJson, make_client
+            from shared.adapters.graph import GraphJson, make_client
             from shared.retry import RetryPolicy
 
             self._graph_json = GraphJson(
@@ -119,7 +119,7 @@ class Runtime:
 
     def graph(self) -> GraphDevices:
         if self._graph is None:
-            from shared.graph import GraphDevices
+            from shared.adapters.graph import GraphDevices
 
             self._graph = GraphDevices(
                 self.graph_json(), intune_enabled=self.settings.intune_enabled
@@ -129,8 +129,8 @@ class Runtime:
     async def pipeline(self) -> Pipeline:
         async with self._building["pipeline"]:
             if self._pipeline is None:
-                from shared.evaluation import EvaluationOptions
-                from shared.pipeline import Pipeline
+                from shared.core.evaluation import EvaluationOptions
+                from shared.processing.pipeline import Pipeline
 
                 s = self.settings
                 self._pipeline = Pipeline(
@@ -148,7 +148,7 @@ class Runtime:
     async def pending_alerts(self) -> PendingAlerts:
         async with self._building["pending_alerts"]:
             if self._pending is None:
-                from shared.pending_alerts import PendingAlerts
+                from shared.adapters.pending_alerts import PendingAlerts
 
                 await self.store()  # creates the Table service client
                 assert self._tables is not None
@@ -160,7 +160,7 @@ class Runtime:
     async def failure_log(self) -> FailureLog:
         async with self._building["failure_log"]:
             if self._failures is None:
-                from shared.failure_log import FailureLog
+                from shared.adapters.failure_log import FailureLog
 
                 await self.store()
                 assert self._tables is not None
@@ -172,7 +172,7 @@ class Runtime:
     async def bookkeeping(self) -> Bookkeeping:
         async with self._building["bookkeeping"]:
             if self._books is None:
-                from shared.bookkeeping import Bookkeeping
+                from shared.adapters.bookkeeping import Bookkeeping
 
                 await self.store()  # creates the Table service client
                 assert self._tables is not None
@@ -182,7 +182,7 @@ class Runtime:
         return self._books
 
     async def delta_sync(self) -> DeltaSync:
-        from shared.sync import DeltaSync
+        from shared.sources.sync import DeltaSync
 
         return DeltaSync(
             graph=self.graph_json(),
@@ -192,7 +192,7 @@ class Runtime:
         )
 
     async def subscription_keeper(self) -> SubscriptionKeeper:
-        from shared.subscription import SubscriptionKeeper
+        from shared.sources.subscription import SubscriptionKeeper
 
         return SubscriptionKeeper(
             graph=self.graph_json(), books=await self.bookkeeping(), settings=self.settings
@@ -231,7 +231,7 @@ class Runtime:
     def teams_client(self) -> TeamsClient:
         """The Workflows webhook client (TeamsNotConfigured when TEAMS_WEBHOOK_URL is unusable)."""
         if self._teams_client is None:
-            from shared.teams import DEFAULT_RETRY, TeamsClient
+            from shared.consumers.teams import DEFAULT_RETRY, TeamsClient
 
             self._teams_client = TeamsClient(
                 self.settings.teams_webhook_url or "", retry=self._retry or DEFAULT_RETRY
@@ -241,8 +241,8 @@ class Runtime:
     async def teams_notifier(self) -> TeamsNotifier:
         async with self._consumers_ready():
             if self._teams is None:
-                from shared.teams import TeamsNotifier, noise_settings
-                from shared.teams_store import TeamsStore
+                from shared.consumers.teams import TeamsNotifier, noise_settings
+                from shared.consumers.teams_store import TeamsStore
 
                 client = self.teams_client()
                 await self.store()  # creates the Table service client
@@ -256,8 +256,8 @@ class Runtime:
     async def remediator(self) -> Remediator:
         async with self._consumers_ready():
             if self._remediator is None:
-                from shared.remediation import GraphDeviceSync, Mode, Remediator
-                from shared.remediation_log import RemediationLog
+                from shared.consumers.remediation import GraphDeviceSync, Mode, Remediator
+                from shared.consumers.remediation_log import RemediationLog
 
                 await self.store()
                 assert self._tables is not None

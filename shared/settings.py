@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.models import Policy
+from shared.core.models import Policy
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 TABLES_CONNECTION = "TablesConnection"

@@ -24,9 +24,9 @@ import pytest
 
 from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
-from shared.records import HistoryRow, StateRow
+from shared.adapters.store import DeviceStore
+from shared.core.records import HistoryRow, StateRow
 from shared.runtime import Runtime, use_runtime
-from shared.store import DeviceStore
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_dead_letters, drain_subscription

@@ -16,10 +16,10 @@ from handlers import lifecycle, webhook
 from local.graphsim.admin import SimAdmin
 from local.teams_sink import CARD_TYPE, TeamsSink
 from shared import logs, telemetry
-from shared.changes import DeviceChange
-from shared.models import Source
+from shared.consumers.teams import TeamsClient
+from shared.core.changes import DeviceChange
+from shared.core.models import Source
 from shared.runtime import Runtime
-from shared.teams import TeamsClient
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import drain_sessions

@@ -27,7 +27,7 @@ import pytest
 from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from local.teams_sink import TeamsSink, describe_card
-from shared.pending_alerts import stranded
+from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from tests.conftest import CLIENT_STATE

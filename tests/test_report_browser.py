@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.report_html import render
+from shared.views.report_html import render
 from tests.conftest import ARTIFACTS
-from tests.shared.fleet_data import sample_report
+from tests.shared.views.fleet_data import sample_report
 
 FLAGS = [
     "--headless",

@@ -1,5 +1,5 @@
 """A small fleet in the Graph simulator, run through the real pipeline into Table storage, for
-the CLI and read API tests (tests/shared/test_pipeline.py shows the same path)."""
+the CLI and read API tests (tests/shared/processing/test_pipeline.py shows the same path)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from local.graphsim.admin import SimAdmin
-from shared.changes import DeviceChange
-from shared.models import Source
+from shared.core.changes import DeviceChange
+from shared.core.models import Source
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.conftest import CLIENT_STATE

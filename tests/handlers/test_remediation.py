@@ -12,9 +12,9 @@ import pytest
 
 from handlers import remediation
 from local.graphsim.admin import SimAdmin
-from shared.remediation import GraphDeviceSync, NotSent, Remediator
-from shared.remediation_log import LogEntry, RemediationLog
-from shared.remediation_plan import Mode, Outcome, Skip
+from shared.consumers.remediation import GraphDeviceSync, NotSent, Remediator
+from shared.consumers.remediation_log import LogEntry, RemediationLog
+from shared.consumers.remediation_plan import Mode, Outcome, Skip
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import as_message, make_alert
@@ -255,6 +255,6 @@ def test_function_app_declares_both_consumers() -> None:
 
 
 def parse(alert: dict[str, Any]) -> Any:
-    from shared.alert_view import parse_alert
+    from shared.core.alert_view import parse_alert
 
     return parse_alert(alert)

@@ -16,12 +16,8 @@ import pytest
 from handlers import teams_notifier
 from local.devhost import DevHost
 from local.teams_sink import Reply, TeamsSink
-from shared.alert_view import AlertFormatError, parse_alert
-from shared.retry import RetriesExhausted, RetryPolicy
-from shared.runtime import Runtime, use_runtime
-from shared.settings import Settings
-from shared.store import make_service
-from shared.teams import (
+from shared.adapters.store import make_service
+from shared.consumers.teams import (
     TeamsClient,
     TeamsNotifier,
     TeamsRejected,
@@ -29,10 +25,14 @@ from shared.teams import (
     noise_settings,
     retry_after,
 )
-from shared.teams_store import DeliveryStatus, TeamsStore
+from shared.consumers.teams_store import DeliveryStatus, TeamsStore
+from shared.core.alert_view import AlertFormatError, parse_alert
+from shared.retry import RetriesExhausted, RetryPolicy
+from shared.runtime import Runtime, use_runtime
+from shared.settings import Settings
 from tests.alert_helpers import T0, as_message, make_alert
 from tests.servicebus_helpers import drain_subscription
-from tests.shared.test_teams_cards import check
+from tests.shared.consumers.test_teams_cards import check
 
 
 @pytest.fixture

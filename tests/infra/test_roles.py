@@ -3,7 +3,7 @@
 What the code needs, and why:
 - the Service Bus triggers in function_app.py receive: Data Receiver on the queue and on each
   topic subscription they listen to (not the topic, not the namespace);
-- shared/servicebus.py sends changes and commands to the queue (webhook, sync, ops routes) and
+- shared/adapters/servicebus.py sends changes and commands to the queue (webhook, sync, ops routes) and
   alerts to the topic: Data Sender on those two entities;
 - the tables: Storage Table Data Contributor; on the account because the code creates its tables
   if missing (create_table_if_not_exists), which a table-scoped role refuses;
@@ -204,7 +204,7 @@ def test_each_trigger_can_receive(trigger: dict[str, Any]) -> None:
 
 
 def test_senders_match_what_the_code_sends_to() -> None:
-    source = (bicep.ROOT / "shared" / "servicebus.py").read_text(encoding="utf-8")
+    source = (bicep.ROOT / "shared" / "adapters" / "servicebus.py").read_text(encoding="utf-8")
     assert "get_queue_sender" in source and "get_topic_sender" in source
     assert "get_queue_receiver" not in source and "get_subscription_receiver" not in source
     assert {(SENDER, QUEUE, None), (SENDER, TOPIC, None)} <= EXPECTED

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.models import Policy
+from shared.core.models import Policy
 from shared.settings import Settings, SettingsError
 
 BASE = {"GRAPH_CLIENT_STATE": "s"}

@@ -1,0 +1,370 @@
+"""Table storage for the Teams consumer: `{TABLE_PREFIX}TeamsNoise` (columns in docs/tables.md).
+
+Row kinds, all in one table:
+- delivery (PartitionKey = alert id, RowKey `delivery`): what was decided for the alert, the
+  messages to post, how many were posted, and a permanent rejection's reason. Makes each alert's
+  handling idempotent across redeliveries and keeps the dead-letter reason durably.
+- arrival (PartitionKey `arrivals-{yyyymmddHHMM}`, RowKey = alert id): one per alert, keyed by
+  arrival minute; counts the sliding mass window and feeds the mass-event summaries.
+- storm (PartitionKey `storm`, RowKey `fleet`): the mass-event state machine (ETag-guarded).
+- flap (PartitionKey = device object id, RowKey `flap`): the device's flap state (ETag-guarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import UpdateMode
+
+from shared.adapters.table_adapter import TableAdapter
+from shared.consumers.noise import (
+    FlapAction,
+    FlapDecision,
+    FlapState,
+    MassAction,
+    MassDecision,
+    NoiseSettings,
+    Seen,
+    StormState,
+    flap_step,
+    flips,
+    mass_step,
+    needs_window,
+)
+from shared.consumers.teams_cards import MAX_LISTED, MassSummary
+from shared.core.alert_view import AlertView, parse_time
+
+T = TypeVar("T")
+DELIVERY = "delivery"
+MAX_PAYLOADS = 2  # a mass-event summary and the alert's own card
+_CONFLICT_RETRIES = 100
+
+
+class DeliveryStatus(StrEnum):
+    DECIDED = "decided"  # messages chosen, not all posted yet
+    POSTED = "posted"
+    SUPPRESSED = "suppressed"  # noise control: nothing to post for this alert
+    REJECTED = "rejected"  # Teams refused a post permanently (4xx): dead-lettered
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    alert_id: str
+    device_id: str
+    device_name: str
+    alert_type: str
+    decision: str
+    payloads: tuple[dict[str, Any], ...]
+    status: DeliveryStatus
+    decided_at: datetime
+    posted: int = 0
+    rejected_status: int | None = None
+    rejected_reason: str = ""
+
+    def entity(self) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "PartitionKey": self.alert_id,
+            "RowKey": DELIVERY,
+            "DeviceId": self.device_id,
+            "DeviceName": self.device_name[:256],
+            "AlertType": self.alert_type,
+            "Decision": self.decision,
+            "Status": self.status.value,
+            "DecidedAt": self.decided_at,
+            "Posted": self.posted,
+            "PayloadCount": len(self.payloads),
+            "RejectedStatus": self.rejected_status,
+            "RejectedReason": self.rejected_reason,
+        }
+        for index, payload in enumerate(self.payloads[:MAX_PAYLOADS]):
+            row[f"Payload{index}"] = json.dumps(payload, separators=(",", ":"))
+        return row
+
+    @classmethod
+    def from_entity(cls, row: Any) -> Delivery:
+        count = int(row.get("PayloadCount") or 0)
+        payloads = tuple(json.loads(row[f"Payload{i}"]) for i in range(min(count, MAX_PAYLOADS)))
+        return cls(
+            alert_id=row["PartitionKey"],
+            device_id=str(row.get("DeviceId") or ""),
+            device_name=str(row.get("DeviceName") or ""),
+            alert_type=str(row.get("AlertType") or ""),
+            decision=str(row.get("Decision") or ""),
+            payloads=payloads,
+            status=DeliveryStatus(row.get("Status") or DeliveryStatus.DECIDED.value),
+            decided_at=row.get("DecidedAt"),
+            posted=int(row.get("Posted") or 0),
+            rejected_status=row.get("RejectedStatus"),
+            rejected_reason=str(row.get("RejectedReason") or ""),
+        )
+
+
+def arrivals_partition(moment: datetime) -> str:
+    return "arrivals-" + moment.strftime("%Y%m%d%H%M")
+
+
+# --- state (de)serialisation -------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _flap_decision_json(d: FlapDecision) -> dict[str, Any]:
+    return {"action": d.action.value, "skipped": d.skipped, "quietUntil": _iso(d.quiet_until)}
+
+
+def _flap_decision(raw: dict[str, Any]) -> FlapDecision:
+    return FlapDecision(
+        FlapAction(raw["action"]), int(raw.get("skipped") or 0), parse_time(raw.get("quietUntil"))
+    )
+
+
+def flap_columns(state: FlapState) -> dict[str, Any]:
+    recent = {
+        k: {"at": _iso(s.at), "lost": s.lost, "decision": _flap_decision_json(s.decision)}
+        for k, s in state.recent.items()
+    }
+    return {
+        "Recent": json.dumps(recent, separators=(",", ":")),
+        "QuietUntil": state.quiet_until,
+        "Skipped": state.skipped,
+    }
+
+
+def flap_state(row: Any | None) -> FlapState:
+    if row is None:
+        return FlapState()
+    recent = {}
+    for key, raw in json.loads(row.get("Recent") or "{}").items():
+        at = parse_time(raw["at"])
+        assert at is not None
+        recent[key] = Seen(at, bool(raw["lost"]), _flap_decision(raw["decision"]))
+    return FlapState(recent, row.get("QuietUntil"), int(row.get("Skipped") or 0))
+
+
+def _mass_decision_json(d: MassDecision) -> dict[str, Any]:
+    return {
+        "action": d.action.value,
+        "first": _iso(d.first),
+        "last": _iso(d.last),
+        "next": d.next_summary,
+    }
+
+
+def storm_columns(state: StormState) -> dict[str, Any]:
+    claims = {k: _mass_decision_json(d) for k, d in state.claims.items()}
+    return {
+        "Active": state.active,
+        "First": state.first,
+        "Last": state.last,
+        "Count": state.count,
+        "NextSummary": state.next_summary,
+        "Claims": json.dumps(claims, separators=(",", ":")),
+    }
+
+
+def storm_state(row: Any | None) -> StormState:
+    if row is None:
+        return StormState()
+    claims = {
+        k: MassDecision(
+            MassAction(d["action"]), parse_time(d["first"]), parse_time(d["last"]), d.get("next")
+        )
+        for k, d in json.loads(row.get("Claims") or "{}").items()
+    }
+    return StormState(
+        active=bool(row.get("Active")),
+        first=row.get("First"),
+        last=row.get("Last"),
+        count=int(row.get("Count") or 0),
+        next_summary=int(row.get("NextSummary") or 0),
+        claims=claims,
+    )
+
+
+# --- the adapter -------------------------------------------------------------------------------
+
+
+class TeamsStore(TableAdapter):
+    # deliveries
+
+    async def get_delivery(self, alert_id: str) -> Delivery | None:
+        row = await self._get(alert_id, DELIVERY)
+        return Delivery.from_entity(row) if row is not None else None
+
+    async def save(self, delivery: Delivery) -> None:
+        await self._table.upsert_entity(delivery.entity(), mode=UpdateMode.REPLACE)
+
+    async def mark_posted(self, delivery: Delivery, posted: int) -> Delivery:
+        done = posted >= len(delivery.payloads)
+        status = DeliveryStatus.POSTED if done else DeliveryStatus.DECIDED
+        updated = replace(delivery, posted=posted, status=status)
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": delivery.alert_id,
+                "RowKey": DELIVERY,
+                "Posted": posted,
+                "Status": status.value,
+            },
+            mode=UpdateMode.MERGE,
+        )
+        return updated
+
+    async def mark_rejected(
+        self, delivery: Delivery, posted: int, status: int, reason: str
+    ) -> Delivery:
+        updated = replace(
+            delivery,
+            posted=posted,
+            status=DeliveryStatus.REJECTED,
+            rejected_status=status,
+            rejected_reason=reason,
+        )
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": delivery.alert_id,
+                "RowKey": DELIVERY,
+                "Posted": posted,
+                "Status": DeliveryStatus.REJECTED.value,
+                "RejectedStatus": status,
+                "RejectedReason": reason,
+            },
+            mode=UpdateMode.MERGE,
+        )
+        return updated
+
+    # mass events
+
+    async def record_arrival(self, alert: AlertView, now: datetime) -> bool:
+        """Write the alert's arrival row; False when it was already there (a redelivery)."""
+        try:
+            await self._table.create_entity(
+                {
+                    "PartitionKey": arrivals_partition(now),
+                    "RowKey": alert.id,
+                    "ArrivedAt": now,
+                    "AlertType": alert.type,
+                    "Reasons": ",".join(alert.subject_reasons),
+                    "JoinType": alert.join_type,
+                    "DeviceName": alert.name[:256],
+                    "DeviceId": alert.object_id,
+                }
+            )
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def _arrivals(self, first: datetime, last: datetime) -> list[Any]:
+        query = "PartitionKey ge @lo and PartitionKey le @hi and ArrivedAt ge @first and ArrivedAt le @last"
+        params = {
+            "lo": arrivals_partition(first),
+            "hi": arrivals_partition(last),
+            "first": first,
+            "last": last,
+        }
+        return [row async for row in self._table.query_entities(query, parameters=params)]
+
+    async def mass_step(
+        self, alert_id: str, now: datetime, new: bool, settings: NoiseSettings
+    ) -> MassDecision:
+        async def attempt(row: Any | None) -> tuple[dict[str, Any], MassDecision, bool]:
+            state = storm_state(row)
+            count, first = 0, None
+            if needs_window(state, now, settings):
+                start = now - settings.mass_window + timedelta(microseconds=1)
+                rows = await self._arrivals(start, now)
+                count = len(rows)
+                first = min((r["ArrivedAt"] for r in rows), default=None)
+            after, decision = mass_step(
+                state,
+                alert_id,
+                now,
+                new=new,
+                window_count=count,
+                window_first=first,
+                settings=settings,
+            )
+            return storm_columns(after), decision, after != state
+
+        return await self._guarded("storm", "fleet", attempt)
+
+    async def summary(
+        self, phase: str, first: datetime, last: datetime, next_summary: int | None
+    ) -> MassSummary:
+        rows = await self._arrivals(first, last)
+        reasons: Counter[str] = Counter()
+        joins: Counter[str] = Counter()
+        lost = 0
+        for row in rows:
+            lost += row.get("AlertType", "").endswith(".lost")
+            reasons.update(r for r in str(row.get("Reasons") or "").split(",") if r)
+            joins[str(row.get("JoinType") or "unknown")] += 1
+        names = tuple(
+            str(r.get("DeviceName") or r.get("DeviceId"))
+            for r in sorted(rows, key=lambda r: r["ArrivedAt"])[:MAX_LISTED]
+        )
+        return MassSummary(
+            phase=phase,
+            first=first,
+            last=last,
+            lost=lost,
+            restored=len(rows) - lost,
+            reasons=dict(reasons),
+            join_types=dict(joins),
+            devices=names,
+            next_summary_at=next_summary if phase != "end" else None,
+        )
+
+    # flapping
+
+    async def flap_step(
+        self, alert: AlertView, settings: NoiseSettings
+    ) -> tuple[FlapDecision, list[tuple[datetime, bool]]]:
+        async def attempt(row: Any | None) -> tuple[dict[str, Any], Any, bool]:
+            before = flap_state(row)
+            after, decision = flap_step(before, alert.id, alert.detected_at, alert.lost, settings)
+            return flap_columns(after), (decision, flips(after, alert.detected_at, settings)), True
+
+        result: tuple[FlapDecision, list[tuple[datetime, bool]]] = await self._guarded(
+            alert.object_id, "flap", attempt
+        )
+        return result
+
+    async def _guarded(
+        self,
+        pk: str,
+        rk: str,
+        attempt: Callable[[Any | None], Awaitable[tuple[dict[str, Any], T, bool]]],
+    ) -> T:
+        """Read-modify-write of one row under its ETag, retried on conflicts."""
+        for _ in range(_CONFLICT_RETRIES):
+            row = await self._get(pk, rk)
+            columns, result, changed = await attempt(row)
+            if not changed:
+                return result
+            entity = {"PartitionKey": pk, "RowKey": rk, **columns}
+            try:
+                if row is None:
+                    await self._table.create_entity(entity)
+                else:
+                    await self._table.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=row.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                return result
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                await asyncio.sleep(random.uniform(0, 0.02))  # let the winner's write land
+        raise RuntimeError(f"TeamsNoise row {pk}/{rk}: too many concurrent updates")

@@ -1,0 +1,79 @@
+"""The `device-changes` queue message: a hint that one device may have changed. Pure.
+
+A change carries no device data on purpose: the processor always re-reads the device, so late,
+duplicate and out-of-order hints all converge on the truth.
+
+Every producer (notifications, the delta sync, anything that enqueues) builds a DeviceChange, so
+the device id is normalised here, once, at construction: Graph object ids are case-insensitive
+GUIDs that Graph itself writes in lower case, while Table storage keys and Service Bus session ids
+are case-sensitive. An id in another case would otherwise read no DeviceState row (wrong key),
+take a known device for a new one and run in a second session beside the device's own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shared.core.models import Source
+
+SCHEMA_VERSION = 1
+
+
+def normalize_graph_id(raw: str) -> str:
+    """A Graph id (a device object id, a subscription id: case-insensitive GUIDs) as Graph writes
+    it and as devicemon keys tables, sessions and comparisons with it: trimmed, lower case."""
+    return raw.strip().lower()
+
+
+class ChangeMessageError(ValueError):
+    """A queue message that is not a device change; it is dead-lettered, never retried forever."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    device_id: str
+    change_type: str
+    source: Source
+    message_id: str
+    correlation_id: str
+    received_at: str
+    tenant_id: str = ""
+    subscription_id: str = ""
+
+    def __post_init__(self) -> None:
+        # Frozen: the normalised id is set once, whoever builds the change.
+        object.__setattr__(self, "device_id", normalize_graph_id(self.device_id))
+
+    def to_json(self) -> str:
+        body = asdict(self)
+        body["source"] = self.source.value
+        body["schema"] = SCHEMA_VERSION
+        return json.dumps(body, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeviceChange:
+        try:
+            body: Any = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ChangeMessageError(f"message body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ChangeMessageError("message body is not a JSON object")
+        device_id = body.get("device_id")
+        if not isinstance(device_id, str) or not device_id.strip():
+            raise ChangeMessageError("message has no device_id")
+        try:
+            source = Source(body.get("source", Source.NOTIFICATION.value))
+        except ValueError:
+            raise ChangeMessageError(f"unknown source {body.get('source')!r}") from None
+        return cls(
+            device_id=device_id,  # normalised by __post_init__
+            change_type=str(body.get("change_type") or "updated"),
+            source=source,
+            message_id=str(body.get("message_id") or ""),
+            correlation_id=str(body.get("correlation_id") or body.get("message_id") or ""),
+            received_at=str(body.get("received_at") or ""),
+            tenant_id=str(body.get("tenant_id") or ""),
+            subscription_id=str(body.get("subscription_id") or ""),
+        )

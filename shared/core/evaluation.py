@@ -1,0 +1,223 @@
+"""Conditional Access eligibility of one device: pure functions, no I/O.
+
+The rules follow Microsoft's documented behaviour of the two device grant controls (see
+docs/reason-codes.md): "Require device to be marked as compliant" reads the Entra device's
+`isCompliant`, which only Intune (or an approved MDM) writes; "Require Microsoft Entra hybrid joined
+device" is met by `trustType == "ServerAd"`. A disabled or deleted device passes neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.core.models import (
+    Compliance,
+    DeviceSnapshot,
+    Evaluation,
+    JoinType,
+    ManagedDeviceSnapshot,
+    Management,
+    Policy,
+    Reason,
+    Transition,
+    Warning_,
+)
+
+# Intune's own first-party application id, as written in device.mdmAppId.
+INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
+CO_MANAGEMENT_AGENTS = frozenset(
+    {"configurationManagerClientMdm", "configurationManagerClientMdmEas"}
+)
+_TRUST_TYPES = {
+    "azuread": JoinType.ENTRA_JOINED,
+    "serverad": JoinType.HYBRID_JOINED,
+    "workplace": JoinType.REGISTERED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationOptions:
+    policy: Policy = Policy.COMPLIANT_OR_HYBRID
+    stale_sign_in_days: int = 90
+    intune_checkin_stale_days: int = 30
+
+
+def join_type_of(device: DeviceSnapshot) -> JoinType:
+    return _TRUST_TYPES.get((device.trust_type or "").lower(), JoinType.UNKNOWN)
+
+
+def management_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Management:
+    if managed is not None:
+        if managed.management_agent in CO_MANAGEMENT_AGENTS:
+            return Management.CO_MANAGED
+        return Management.INTUNE
+    if device.is_managed is False:
+        return Management.UNMANAGED
+    if device.is_managed and (device.mdm_app_id or "").lower() == INTUNE_MDM_APP_ID:
+        return Management.INTUNE
+    return Management.UNKNOWN
+
+
+def compliance_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Compliance:
+    # Grace period first: Entra still says compliant, Intune already knows access will end.
+    if managed is not None and (managed.compliance_state or "").lower() == "ingraceperiod":
+        return Compliance.IN_GRACE_PERIOD
+    if device.is_compliant is True:
+        return Compliance.COMPLIANT
+    if device.is_compliant is False:
+        return Compliance.NONCOMPLIANT
+    return Compliance.UNKNOWN
+
+
+def windows_major_version(device: DeviceSnapshot) -> int | None:
+    """The major version of a Windows device (6 for 8.1 / Server 2012 R2), None otherwise."""
+    if not (device.operating_system or "").lower().startswith("windows"):
+        return None
+    head = (device.operating_system_version or "").split(".", 1)[0].strip()
+    return int(head) if head.isdigit() else None
+
+
+def _compliance_reason(device: DeviceSnapshot) -> Reason | None:
+    if device.is_compliant is True:
+        return None
+    return Reason.NOT_COMPLIANT if device.is_compliant is False else Reason.COMPLIANCE_UNKNOWN
+
+
+def _join_reason(join_type: JoinType) -> Reason | None:
+    if join_type is JoinType.HYBRID_JOINED:
+        return None
+    return Reason.NOT_HYBRID_JOINED if join_type is JoinType.ENTRA_JOINED else Reason.NOT_JOINED
+
+
+def _missing_controls(
+    policy: Policy, compliance_reason: Reason | None, join_reason: Reason | None
+) -> tuple[Reason, ...]:
+    """The reasons the policy's device controls are not met; empty when they are."""
+    if policy is Policy.COMPLIANT:
+        failed: tuple[Reason | None, ...] = (compliance_reason,)
+    elif policy is Policy.HYBRID:
+        failed = (join_reason,)
+    elif policy is Policy.COMPLIANT_OR_HYBRID:
+        failed = (
+            ()
+            if compliance_reason is None or join_reason is None
+            else (compliance_reason, join_reason)
+        )
+    else:
+        failed = (compliance_reason, join_reason)
+    return tuple(r for r in failed if r is not None)
+
+
+def _warnings(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    compliance: Compliance,
+    options: EvaluationOptions,
+    now: datetime,
+) -> tuple[Warning_, ...]:
+    found: list[Warning_] = []
+    major = windows_major_version(device)
+    if major is not None and major < 10:
+        found.append(Warning_.UNSUPPORTED_OS)
+    last_sign_in = device.approximate_last_sign_in
+    if last_sign_in is not None and now - last_sign_in > timedelta(days=options.stale_sign_in_days):
+        found.append(Warning_.STALE_SIGN_IN)
+    if compliance is Compliance.IN_GRACE_PERIOD:
+        found.append(Warning_.COMPLIANCE_GRACE_PERIOD)
+    if managed is not None:
+        last_sync = managed.last_sync
+        if last_sync is not None and now - last_sync > timedelta(
+            days=options.intune_checkin_stale_days
+        ):
+            found.append(Warning_.INTUNE_CHECKIN_STALE)
+        state = (managed.compliance_state or "").lower()
+        if (state == "compliant" and device.is_compliant is False) or (
+            state == "noncompliant" and device.is_compliant is True
+        ):
+            found.append(Warning_.COMPLIANCE_MISMATCH)
+    return tuple(found)
+
+
+def evaluate(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    options: EvaluationOptions,
+    now: datetime,
+) -> Evaluation:
+    """Decide whether the device passes the policy's device controls, and why not."""
+    policy = options.policy
+    join_type = join_type_of(device)
+    if device.deleted:
+        return Evaluation(
+            policy=policy,
+            join_type=join_type,
+            compliance=Compliance.UNKNOWN,
+            management=Management.UNKNOWN,
+            eligible=False,
+            reasons=(Reason.DEVICE_DELETED,),
+        )
+    compliance = compliance_of(device, managed)
+    missing = _missing_controls(policy, _compliance_reason(device), _join_reason(join_type))
+    # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
+    disabled = device.account_enabled is False
+    reasons = ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing
+    grace_expiry = (
+        managed.grace_period_expires
+        if compliance is Compliance.IN_GRACE_PERIOD and managed
+        else None
+    )
+    return Evaluation(
+        policy=policy,
+        join_type=join_type,
+        compliance=compliance,
+        management=management_of(device, managed),
+        eligible=not reasons,
+        reasons=reasons,
+        warnings=_warnings(device, managed, compliance, options, now),
+        grace_period_expires=grace_expiry,
+    )
+
+
+def fingerprint(
+    device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None, evaluation: Evaluation
+) -> str:
+    """A digest of what matters in an observation; equal digests mean nothing worth a history row.
+
+    Sign-in and check-in timestamps move constantly and are left out: they only count through
+    the warnings they raise.
+    """
+    facts = (
+        device.display_name,
+        device.trust_type,
+        device.account_enabled,
+        device.is_compliant,
+        device.is_managed,
+        device.operating_system,
+        device.operating_system_version,
+        device.deleted,
+        managed.compliance_state if managed else None,
+        managed.management_agent if managed else None,
+        evaluation.fingerprint_fields(),
+    )
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()[:32]
+
+
+def classify(
+    previous_eligible: bool | None,
+    previous_fingerprint: str | None,
+    eligible: bool,
+    current_fingerprint: str,
+) -> Transition:
+    """Relate a new evaluation to the last stored one. Only LOST and RESTORED raise alerts."""
+    if previous_eligible is None:
+        return Transition.FIRST_SEEN
+    if previous_eligible and not eligible:
+        return Transition.LOST
+    if not previous_eligible and eligible:
+        return Transition.RESTORED
+    if previous_fingerprint == current_fingerprint:
+        return Transition.UNCHANGED
+    return Transition.CHANGED

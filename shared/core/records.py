@@ -1,0 +1,231 @@
+"""Table storage rows for DeviceState and DeviceHistory, and their conversions. Pure.
+
+Columns are documented in docs/tables.md; renaming one is a contract change.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from shared.core.models import Observation, Transition
+
+STATE_ROW_KEY = "current"
+# History RowKeys count down from here so that a partition scan returns the newest row first.
+_MAX_VERSION = 10**12 - 1
+
+
+def history_row_key(version: int) -> str:
+    return f"{_MAX_VERSION - version:012d}"
+
+
+def _join(values: tuple[str, ...]) -> str:
+    return ",".join(values)
+
+
+def _split(value: Any) -> tuple[str, ...]:
+    return tuple(v for v in str(value or "").split(",") if v)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """What both tables say about a device at one version."""
+
+    object_id: str
+    version: int
+    evaluated_at: datetime
+    eligible: bool
+    reasons: tuple[str, ...]
+    warnings: tuple[str, ...]
+    policy: str
+    join_type: str
+    compliance: str
+    management: str
+    display_name: str | None
+    device_id: str | None
+    trust_type: str | None
+    operating_system: str | None
+    operating_system_version: str | None
+    account_enabled: bool | None
+    deleted: bool
+    grace_period_expires: datetime | None
+    user_principal_name: str | None
+    managed_device_id: str | None
+    source: str
+    correlation_id: str
+    fingerprint: str
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "Version": self.version,
+            "EvaluatedAt": self.evaluated_at,
+            "Eligible": self.eligible,
+            "Reasons": _join(self.reasons),
+            "Warnings": _join(self.warnings),
+            "Policy": self.policy,
+            "JoinType": self.join_type,
+            "Compliance": self.compliance,
+            "Management": self.management,
+            "DisplayName": self.display_name,
+            "DeviceId": self.device_id,
+            "TrustType": self.trust_type,
+            "OperatingSystem": self.operating_system,
+            "OperatingSystemVersion": self.operating_system_version,
+            "AccountEnabled": self.account_enabled,
+            "Deleted": self.deleted,
+            "GracePeriodExpires": self.grace_period_expires,
+            "UserPrincipalName": self.user_principal_name,
+            "ManagedDeviceId": self.managed_device_id,
+            "Source": self.source,
+            "CorrelationId": self.correlation_id,
+            "Fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_columns(cls, object_id: str, row: dict[str, Any]) -> DeviceRecord:
+        return cls(
+            object_id=object_id,
+            version=int(row.get("Version") or 0),
+            evaluated_at=row["EvaluatedAt"],
+            eligible=bool(row.get("Eligible")),
+            reasons=_split(row.get("Reasons")),
+            warnings=_split(row.get("Warnings")),
+            policy=str(row.get("Policy") or ""),
+            join_type=str(row.get("JoinType") or "unknown"),
+            compliance=str(row.get("Compliance") or "unknown"),
+            management=str(row.get("Management") or "unknown"),
+            display_name=row.get("DisplayName"),
+            device_id=row.get("DeviceId"),
+            trust_type=row.get("TrustType"),
+            operating_system=row.get("OperatingSystem"),
+            operating_system_version=row.get("OperatingSystemVersion"),
+            account_enabled=row.get("AccountEnabled"),
+            deleted=bool(row.get("Deleted")),
+            grace_period_expires=row.get("GracePeriodExpires"),
+            user_principal_name=row.get("UserPrincipalName"),
+            managed_device_id=row.get("ManagedDeviceId"),
+            source=str(row.get("Source") or ""),
+            correlation_id=str(row.get("CorrelationId") or ""),
+            fingerprint=str(row.get("Fingerprint") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """DeviceState: the latest record, when eligibility last changed, and an alert not yet
+    confirmed published (the outbox that makes a crash between commit and publish harmless)."""
+
+    record: DeviceRecord
+    last_transition: str
+    last_transition_at: datetime
+    pending_alert: str = ""
+    etag: str | None = None
+
+    def entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.record.object_id,
+            "RowKey": STATE_ROW_KEY,
+            **self.record.columns(),
+            "LastTransition": self.last_transition,
+            "LastTransitionAt": self.last_transition_at,
+            "PendingAlert": self.pending_alert,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> StateRow:
+        metadata = getattr(entity, "metadata", {}) or {}
+        return cls(
+            record=DeviceRecord.from_columns(entity["PartitionKey"], dict(entity)),
+            last_transition=str(entity.get("LastTransition") or ""),
+            last_transition_at=entity.get("LastTransitionAt") or entity["EvaluatedAt"],
+            pending_alert=str(entity.get("PendingAlert") or ""),
+            etag=metadata.get("etag"),
+        )
+
+    def without_pending(self) -> StateRow:
+        return replace(self, pending_alert="")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """DeviceHistory: one row per state version, i.e. per observation that changed something.
+
+    Immutable once its version is committed in DeviceState (DeviceStore.write_history)."""
+
+    record: DeviceRecord
+    transition: str
+    alert_id: str = ""
+
+    def entity(self) -> dict[str, Any]:
+        return {
+            "PartitionKey": self.record.object_id,
+            "RowKey": history_row_key(self.record.version),
+            **self.record.columns(),
+            "Transition": self.transition,
+            "AlertId": self.alert_id,
+        }
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> HistoryRow:
+        return cls(
+            record=DeviceRecord.from_columns(entity["PartitionKey"], dict(entity)),
+            transition=str(entity.get("Transition") or ""),
+            alert_id=str(entity.get("AlertId") or ""),
+        )
+
+
+def record_of(observation: Observation, version: int, fingerprint: str) -> DeviceRecord:
+    device, managed, evaluation = observation.device, observation.managed, observation.evaluation
+    return DeviceRecord(
+        object_id=device.object_id,
+        version=version,
+        evaluated_at=observation.observed_at,
+        eligible=evaluation.eligible,
+        reasons=tuple(r.value for r in evaluation.reasons),
+        warnings=tuple(w.value for w in evaluation.warnings),
+        policy=evaluation.policy.value,
+        join_type=evaluation.join_type.value,
+        compliance=evaluation.compliance.value,
+        management=evaluation.management.value,
+        display_name=device.display_name,
+        device_id=device.device_id,
+        trust_type=device.trust_type,
+        operating_system=device.operating_system,
+        operating_system_version=device.operating_system_version,
+        account_enabled=device.account_enabled,
+        deleted=device.deleted,
+        grace_period_expires=evaluation.grace_period_expires,
+        user_principal_name=managed.user_principal_name if managed else None,
+        managed_device_id=managed.managed_device_id if managed else None,
+        source=observation.source.value,
+        correlation_id=observation.correlation_id,
+        fingerprint=fingerprint,
+    )
+
+
+def next_state(
+    previous: StateRow | None,
+    record: DeviceRecord,
+    transition: Transition,
+    pending_alert: str,
+) -> StateRow:
+    """The state row after `record`; keeps the previous ETag so the write is optimistic."""
+    moved = transition in (Transition.FIRST_SEEN, Transition.LOST, Transition.RESTORED)
+    return StateRow(
+        record=record,
+        last_transition=transition.value if moved or previous is None else previous.last_transition,
+        last_transition_at=record.evaluated_at
+        if moved or previous is None
+        else previous.last_transition_at,
+        pending_alert=pending_alert,
+        etag=previous.etag if previous else None,
+    )
+
+
+def pending_alert_id(state: StateRow | None) -> str | None:
+    """The id of the alert a state row still has to publish (its outbox), if any."""
+    if state is None or not state.pending_alert:
+        return None
+    return str(json.loads(state.pending_alert)["id"])

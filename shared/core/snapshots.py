@@ -1,0 +1,84 @@
+"""Graph JSON (camelCase, as Graph returns it) to the domain's snapshots. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot
+
+
+class SnapshotError(ValueError):
+    """The JSON is not a Graph device or managed device."""
+
+
+def parse_time(value: Any) -> datetime | None:
+    """Graph timestamps (ISO 8601, 'Z' or offset, up to 7 fractional digits) as aware datetimes."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        raise SnapshotError(f"not a timestamp: {value!r}")
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:
+        # Python accepts at most 6 fractional digits; Graph sends up to 7.
+        head, _, rest = text.partition(".")
+        digits = rest[: len(rest) - len(rest.lstrip("0123456789"))]
+        zone = rest[len(digits) :]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise SnapshotError(f"not a timestamp: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _bool(data: dict[str, Any], key: str) -> bool | None:
+    value = data.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    raise SnapshotError(f"{key} must be true, false or null, not {value!r}")
+
+
+def _str(data: dict[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise SnapshotError(f"{key} must be a string or null, not {value!r}")
+
+
+def device_from_json(data: Any) -> DeviceSnapshot:
+    if not isinstance(data, dict):
+        raise SnapshotError("a device must be a JSON object")
+    object_id = data.get("id")
+    if not isinstance(object_id, str) or not object_id:
+        raise SnapshotError("a device needs its object id in 'id'")
+    return DeviceSnapshot(
+        object_id=object_id,
+        device_id=_str(data, "deviceId"),
+        display_name=_str(data, "displayName"),
+        account_enabled=_bool(data, "accountEnabled"),
+        is_compliant=_bool(data, "isCompliant"),
+        is_managed=_bool(data, "isManaged"),
+        trust_type=_str(data, "trustType"),
+        operating_system=_str(data, "operatingSystem"),
+        operating_system_version=_str(data, "operatingSystemVersion"),
+        approximate_last_sign_in=parse_time(data.get("approximateLastSignInDateTime")),
+        registration_time=parse_time(data.get("registrationDateTime")),
+        mdm_app_id=_str(data, "mdmAppId"),
+        deleted="@removed" in data,
+    )
+
+
+def managed_device_from_json(data: Any) -> ManagedDeviceSnapshot:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise SnapshotError("a managed device must be a JSON object with an 'id'")
+    return ManagedDeviceSnapshot(
+        managed_device_id=data["id"],
+        compliance_state=_str(data, "complianceState"),
+        management_agent=_str(data, "managementAgent"),
+        grace_period_expires=parse_time(data.get("complianceGracePeriodExpirationDateTime")),
+        last_sync=parse_time(data.get("lastSyncDateTime")),
+        user_principal_name=_str(data, "userPrincipalName"),
+    )

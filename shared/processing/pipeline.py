@@ -1,0 +1,241 @@
+"""One device change, end to end: re-read → evaluate → compare → history + state → alert.
+
+Crash-safety, step by step (each is tested by failing it):
+1. history row for version N+1 is written (keyed by version); a row that exists is kept when it
+   holds the same content, replaced only while uncommitted (the state row is below N+1), and
+   never overwritten once committed (HistoryConflict; see shared/adapters/store.py);
+2. the state row moves to N+1 under its ETag, carrying the alert as `PendingAlert` (an outbox);
+3. the alert is published with its deterministic id as message id (the topic drops duplicates);
+4. `PendingAlert` is cleared.
+A crash before 2 leaves an uncommitted history row that the retry replaces; a crash after 2
+leaves a pending alert that the next attempt for the device publishes first. So a redelivered
+message can neither lose the alert nor raise it twice. A device that never changes again would
+keep its pending alert forever: before 2 the alert is also held in the PendingAlerts index
+(shared/adapters/pending_alerts.py), which the sweep timer reads to publish what is left behind; the
+index row is released after 4.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared import logs
+from shared.adapters.store import HistoryConflict, StateConflict
+from shared.core.changes import DeviceChange
+from shared.core.evaluation import EvaluationOptions, classify, evaluate, fingerprint
+from shared.core.events import EVENT_TYPES, PreviousVerdict, build_alert
+from shared.core.models import (
+    DeviceSnapshot,
+    ManagedDeviceSnapshot,
+    Observation,
+    Transition,
+    utc_now,
+)
+from shared.core.records import (
+    DeviceRecord,
+    HistoryRow,
+    StateRow,
+    next_state,
+    pending_alert_id,
+    record_of,
+)
+
+log = logging.getLogger("devicemon.pipeline")
+MAX_CONFLICT_RETRIES = 5
+
+
+class DeviceReader(Protocol):
+    async def read(
+        self, object_id: str, known_device_id: str | None = None
+    ) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]: ...
+
+
+class StateStore(Protocol):
+    async def get_state(self, object_id: str) -> StateRow | None: ...
+    async def write_history(self, row: HistoryRow) -> None: ...
+    async def commit_state(self, row: StateRow) -> StateRow: ...
+
+
+class Publisher(Protocol):
+    async def publish(self, alert: dict[str, Any]) -> None: ...
+
+
+class Outbox(Protocol):
+    async def hold(self, object_id: str, alert_id: str, alert_type: str, at: datetime) -> None: ...
+    async def release(self, object_id: str, alert_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    device_id: str
+    transition: Transition | None  # None: nothing known about a device that is already gone
+    version: int
+    eligible: bool | None
+    reasons: tuple[str, ...] = ()
+    alert_id: str | None = None
+
+
+def _with_identity_of(device: DeviceSnapshot, known: DeviceRecord) -> DeviceSnapshot:
+    """A deleted device keeps the name, join and OS we last saw, so its alert says what it was."""
+    return replace(
+        device,
+        device_id=known.device_id,
+        display_name=known.display_name,
+        trust_type=known.trust_type,
+        operating_system=known.operating_system,
+        operating_system_version=known.operating_system_version,
+        account_enabled=known.account_enabled,
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        graph: DeviceReader,
+        store: StateStore,
+        publisher: Publisher,
+        outbox: Outbox,
+        options: EvaluationOptions,
+        event_source: str,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._graph = graph
+        self._store = store
+        self._publisher = publisher
+        self._outbox = outbox
+        self._options = options
+        self._event_source = event_source
+        self._clock = clock
+
+    async def process(self, change: DeviceChange) -> Outcome:
+        started = time.perf_counter()
+        for _ in range(MAX_CONFLICT_RETRIES):
+            try:
+                outcome = await self._attempt(change)
+            except StateConflict:
+                logs.event(
+                    log,
+                    "state_conflict",
+                    device_id=change.device_id,
+                    correlation_id=change.correlation_id,
+                )
+                continue
+            logs.event(
+                log,
+                "device_evaluated",
+                device_id=change.device_id,
+                correlation_id=change.correlation_id,
+                source=change.source.value,
+                transition=outcome.transition.value if outcome.transition else "ignored",
+                eligible=outcome.eligible,
+                reasons=outcome.reasons,
+                version=outcome.version,
+                alert_id=outcome.alert_id,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return outcome
+        raise StateConflict(
+            f"device {change.device_id}: state changed under us {MAX_CONFLICT_RETRIES} times"
+        )
+
+    async def _attempt(self, change: DeviceChange) -> Outcome:
+        state = await self._store.get_state(change.device_id)
+        if state is not None and state.pending_alert:
+            state = await self.publish_pending(state, change.correlation_id)
+        previous = state.record if state else None
+        device, managed = await self._graph.read(
+            change.device_id, previous.device_id if previous else None
+        )
+        if device.deleted and previous is None:
+            # Nothing to compare with and nothing to say about it: not worth a row.
+            return Outcome(change.device_id, None, 0, None)
+        if device.deleted and previous is not None:
+            device = _with_identity_of(device, previous)
+
+        observed_at = self._clock()
+        evaluation = evaluate(device, managed, self._options, observed_at)
+        digest = fingerprint(device, managed, evaluation)
+        transition = classify(
+            previous.eligible if previous else None,
+            previous.fingerprint if previous else None,
+            evaluation.eligible,
+            digest,
+        )
+        if transition is Transition.UNCHANGED:
+            assert previous is not None
+            return Outcome(
+                change.device_id, transition, previous.version, previous.eligible, previous.reasons
+            )
+
+        version = previous.version + 1 if previous else 1
+        observation = Observation(
+            device, managed, evaluation, observed_at, change.source, change.correlation_id
+        )
+        alert = None
+        if transition in EVENT_TYPES and previous is not None:
+            alert = build_alert(
+                transition=transition,
+                version=version,
+                device=device,
+                managed=managed,
+                evaluation=evaluation,
+                previous=PreviousVerdict(
+                    previous.eligible, previous.reasons, previous.evaluated_at
+                ),
+                source=change.source,
+                detected_at=observed_at,
+                correlation_id=change.correlation_id,
+                event_source=self._event_source,
+            )
+        record = record_of(observation, version, digest)
+        alert_id = alert["id"] if alert else None
+        try:
+            await self._store.write_history(HistoryRow(record, transition.value, alert_id or ""))
+        except HistoryConflict as exc:
+            if record.object_id == change.device_id and exc.committed_version >= version:
+                # The state moved past the version we read (another attempt committed it): the
+                # committed row stays as it is and a fresh read starts from it.
+                raise StateConflict(str(exc)) from exc
+            # We read another key's state, or the state lags its own history: no re-read fixes
+            # that. Fail the message (retried, then dead-lettered); the committed row is kept.
+            raise
+        if alert is not None:
+            await self._outbox.hold(change.device_id, alert["id"], alert["type"], observed_at)
+        committed = await self._store.commit_state(
+            next_state(state, record, transition, json.dumps(alert) if alert else "")
+        )
+        if alert is not None:
+            await self.publish_pending(committed, change.correlation_id)
+        return Outcome(
+            change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
+        )
+
+    async def publish_pending(self, state: StateRow, correlation_id: str = "") -> StateRow:
+        """Publish the alert the state row holds, clear it, release its index row."""
+        alert = json.loads(state.pending_alert)
+        object_id = state.record.object_id
+        await self._publisher.publish(alert)
+        logs.event(
+            log,
+            "alert_published",
+            device_id=object_id,
+            correlation_id=correlation_id or state.record.correlation_id,
+            alert_id=alert["id"],
+            type=alert["type"],
+        )
+        try:
+            cleared = await self._store.commit_state(state.without_pending())
+        except StateConflict:
+            # Another writer moved the row on; whatever it holds now is handled by a re-read.
+            fresh = await self._store.get_state(object_id)
+            cleared = fresh if fresh is not None else state.without_pending()
+        if pending_alert_id(cleared) != alert["id"]:
+            await self._outbox.release(object_id, alert["id"])
+        return cleared

@@ -1,0 +1,113 @@
+"""Devices, timelines and fleet summaries as JSON: the read API's bodies and the CLI's --json.
+Pure. The shapes are a contract, described in docs/openapi.yaml (the tests validate against it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
+from shared.views.fleet import Counts, DayPoint, FleetSummary, record_os_label
+
+
+def iso(value: datetime | None) -> str | None:
+    """UTC, ISO 8601 with a Z, as Graph and the alerts write timestamps."""
+    if value is None:
+        return None
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def record_json(record: DeviceRecord) -> dict[str, Any]:
+    return {
+        "objectId": record.object_id,
+        "deviceId": record.device_id,
+        "displayName": record.display_name,
+        "eligible": record.eligible,
+        "reasons": list(record.reasons),
+        "warnings": list(record.warnings),
+        "policy": record.policy,
+        "joinType": record.join_type,
+        "trustType": record.trust_type,
+        "compliance": record.compliance,
+        "management": record.management,
+        "operatingSystem": record.operating_system,
+        "operatingSystemVersion": record.operating_system_version,
+        "os": record_os_label(record),
+        "accountEnabled": record.account_enabled,
+        "deleted": record.deleted,
+        "gracePeriodExpires": iso(record.grace_period_expires),
+        "userPrincipalName": record.user_principal_name,
+        "managedDeviceId": record.managed_device_id,
+        "version": record.version,
+        "evaluatedAt": iso(record.evaluated_at),
+        "source": record.source,
+        "correlationId": record.correlation_id or None,
+    }
+
+
+def state_json(state: StateRow) -> dict[str, Any]:
+    return {
+        **record_json(state.record),
+        "lastTransition": state.last_transition,
+        "lastTransitionAt": iso(state.last_transition_at),
+    }
+
+
+def history_json(row: HistoryRow, pending_alert_id: str | None = None) -> dict[str, Any]:
+    """`alertStatus` says whether the row's alert went out: an alert id alone is not proof,
+    since the alert may still sit in DeviceState's outbox (its publish failed; the sweep retries)."""
+    status = None
+    if row.alert_id:
+        status = "pending" if row.alert_id == pending_alert_id else "published"
+    return {
+        **record_json(row.record),
+        "transition": row.transition,
+        "alertId": row.alert_id or None,
+        "alertStatus": status,
+    }
+
+
+def device_detail_json(
+    state: StateRow, history: list[HistoryRow], truncated: bool
+) -> dict[str, Any]:
+    pending = pending_alert_id(state)
+    return {
+        "device": {**state_json(state), "pendingAlertId": pending},
+        "history": [history_json(r, pending) for r in history],
+        "historyTruncated": truncated,
+    }
+
+
+def counts_json(counts: Counts) -> dict[str, Any]:
+    return {
+        "devices": counts.devices,
+        "eligible": counts.eligible,
+        "ineligible": counts.ineligible,
+        "eligiblePercent": counts.eligible_percent,
+    }
+
+
+def _ranked(counter: Counter[str]) -> dict[str, int]:
+    return dict(sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def summary_json(summary: FleetSummary) -> dict[str, Any]:
+    return {
+        **counts_json(summary.overall),
+        "deleted": summary.deleted,
+        "policies": _ranked(summary.policies),
+        "byJoinType": {k: counts_json(v) for k, v in summary.by_join_type.items()},
+        "byOs": {k: counts_json(v) for k, v in summary.by_os.items()},
+        "byReason": _ranked(summary.by_reason),
+        "byWarning": _ranked(summary.by_warning),
+    }
+
+
+def series_json(points: list[DayPoint]) -> list[dict[str, Any]]:
+    return [
+        {"day": p.day.isoformat(), "eligible": p.eligible, "ineligible": p.ineligible}
+        for p in points
+    ]

@@ -1,0 +1,340 @@
+"""The fleet as operators read it: eligibility counts, filters, and eligibility over time. Pure.
+
+Input is what DeviceState and DeviceHistory hold (shared.core.records); output is plain data that the
+CLI prints, the read API serialises and the HTML report draws. Deleted devices stay in
+DeviceState with the reason DEVICE_DELETED, so they are counted (as ineligible) like everywhere
+else (the health API's counts, the tables), and `deleted` says how many of them there are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from shared.core.models import JoinType, Reason
+from shared.core.records import DeviceRecord, HistoryRow
+
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_guid(value: str) -> bool:
+    return bool(GUID.match(value))
+
+
+def os_label(operating_system: str | None, version: str | None) -> str:
+    """What people call the OS: 'Windows 11' for 10.0 builds from 22000 on, 'Windows 8.1' for
+    6.3, otherwise the name and major version as Graph gives them ('Android 14', 'macOS 14')."""
+    name = (operating_system or "").strip() or "unknown OS"
+    parts = (version or "").strip().split(".")
+    if name.lower().startswith("windows") and len(parts) >= 2 and parts[0].isdigit():
+        major, minor = parts[0], parts[1]
+        build = int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else None
+        if major == "10" and minor == "0":
+            return "Windows 11" if build is not None and build >= 22000 else "Windows 10"
+        legacy = {("6", "3"): "8.1", ("6", "2"): "8", ("6", "1"): "7"}.get((major, minor))
+        return f"Windows {legacy}" if legacy else f"Windows {major}.{minor}"
+    head = parts[0] if parts and parts[0] else ""
+    return f"{name} {head}".strip()
+
+
+def record_os_label(record: DeviceRecord) -> str:
+    return os_label(record.operating_system, record.operating_system_version)
+
+
+def display_name(record: DeviceRecord) -> str:
+    return record.display_name or record.object_id
+
+
+@dataclass(slots=True)
+class Counts:
+    devices: int = 0
+    eligible: int = 0
+
+    @property
+    def ineligible(self) -> int:
+        return self.devices - self.eligible
+
+    @property
+    def eligible_percent(self) -> float:
+        return round(100.0 * self.eligible / self.devices, 1) if self.devices else 0.0
+
+    def add(self, eligible: bool) -> None:
+        self.devices += 1
+        self.eligible += 1 if eligible else 0
+
+
+@dataclass(slots=True)
+class FleetSummary:
+    """Counts over DeviceState. `by_reason` and `by_warning` count devices carrying each code."""
+
+    overall: Counts = field(default_factory=Counts)
+    deleted: int = 0
+    by_join_type: dict[str, Counts] = field(default_factory=dict)
+    by_os: dict[str, Counts] = field(default_factory=dict)
+    by_reason: Counter[str] = field(default_factory=Counter)
+    by_warning: Counter[str] = field(default_factory=Counter)
+    policies: Counter[str] = field(default_factory=Counter)
+
+    def add(self, record: DeviceRecord) -> None:
+        self.overall.add(record.eligible)
+        self.deleted += 1 if record.deleted else 0
+        self.by_join_type.setdefault(record.join_type, Counts()).add(record.eligible)
+        self.by_os.setdefault(record_os_label(record), Counts()).add(record.eligible)
+        self.by_reason.update(set(record.reasons))
+        self.by_warning.update(set(record.warnings))
+        if record.policy:
+            self.policies[record.policy] += 1
+
+
+def _ranked(counts: dict[str, Counts]) -> list[tuple[str, Counts]]:
+    return sorted(counts.items(), key=lambda kv: (-kv[1].devices, kv[0]))
+
+
+def summarize(records: Iterable[DeviceRecord]) -> FleetSummary:
+    summary = FleetSummary()
+    for record in records:
+        summary.add(record)
+    # Largest groups first, so a terminal table reads from what matters most.
+    summary.by_join_type = dict(_ranked(summary.by_join_type))
+    summary.by_os = dict(_ranked(summary.by_os))
+    return summary
+
+
+def ineligible(records: Iterable[DeviceRecord]) -> list[DeviceRecord]:
+    """Ineligible devices by name (case-insensitive), then object id."""
+    found = [r for r in records if not r.eligible]
+    return sorted(found, key=lambda r: (display_name(r).casefold(), r.object_id))
+
+
+# --- filters (the read API's query parameters, the CLI's options) ---------------------------
+
+
+class FilterError(ValueError):
+    """A filter value that cannot be right; the message names the parameter."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    """Which devices to list. `eligible` and `join_type` are answered by Table storage itself;
+    `reason` (a reason code the device carries) and `os` (a case-insensitive prefix of the OS's
+    name, 'Windows 11', or, when it holds a dot, of the OS and version as read, 'Windows
+    10.0.19045') are checked row by row."""
+
+    eligible: bool | None = None
+    join_type: str | None = None
+    reason: str | None = None
+    os: str | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        eligible: str | None = None,
+        join_type: str | None = None,
+        reason: str | None = None,
+        os: str | None = None,
+        names: tuple[str, str, str, str] = ("eligible", "joinType", "reason", "os"),
+    ) -> DeviceFilter:
+        """From text (query string or command line); `names` are used in error messages."""
+        flag: bool | None = None
+        if eligible not in (None, ""):
+            lowered = str(eligible).strip().lower()
+            if lowered not in ("true", "false"):
+                raise FilterError(f"{names[0]} must be true or false, not {eligible!r}")
+            flag = lowered == "true"
+        joined: str | None = None
+        if join_type not in (None, ""):
+            joined = str(join_type).strip().lower()
+            allowed = [j.value for j in JoinType]
+            if joined not in allowed:
+                raise FilterError(f"{names[1]} must be one of {', '.join(allowed)}")
+        code: str | None = None
+        if reason not in (None, ""):
+            code = str(reason).strip().upper()
+            known = [r.value for r in Reason]
+            if code not in known:
+                raise FilterError(f"{names[2]} must be one of {', '.join(known)}")
+        prefix = os.strip() if os and os.strip() else None
+        return cls(flag, joined, code, prefix)
+
+    def table_query(self) -> tuple[str | None, dict[str, Any]]:
+        """The OData filter Table storage evaluates (parameters substituted by the SDK)."""
+        clauses: list[str] = []
+        parameters: dict[str, Any] = {}
+        if self.eligible is not None:
+            clauses.append("Eligible eq @eligible")
+            parameters["eligible"] = self.eligible
+        if self.join_type is not None:
+            clauses.append("JoinType eq @joinType")
+            parameters["joinType"] = self.join_type
+        return (" and ".join(clauses) or None), parameters
+
+    @property
+    def checks_rows(self) -> bool:
+        """Whether some rows the table returns may still be filtered out here."""
+        return self.reason is not None or self.os is not None
+
+    def matches(self, record: DeviceRecord) -> bool:
+        if self.eligible is not None and record.eligible is not self.eligible:
+            return False
+        if self.join_type is not None and record.join_type != self.join_type:
+            return False
+        if self.reason is not None and self.reason not in record.reasons:
+            return False
+        if self.os is not None:
+            prefix = self.os.casefold()
+            if "." in prefix:  # a version: 'Windows 10.0.19045' (Windows 11 is 10.0 too)
+                raw = f"{record.operating_system or ''} {record.operating_system_version or ''}"
+                return raw.strip().casefold().startswith(prefix)
+            return record_os_label(record).casefold().startswith(prefix)
+        return True
+
+
+# --- eligibility over time ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DayPoint:
+    """The fleet at the end of one UTC day."""
+
+    day: date
+    eligible: int
+    ineligible: int
+
+    @property
+    def devices(self) -> int:
+        return self.eligible + self.ineligible
+
+
+def window_start(days: int, today: date) -> datetime:
+    """Midnight UTC at the start of the first of `days` days ending with `today`."""
+    return datetime.combine(today - timedelta(days=days - 1), time(0), tzinfo=UTC)
+
+
+def _eligible_before(first: HistoryRow) -> bool | None:
+    """What a device was just before its first row in the window, told by that row's transition:
+    None when the row is its first sighting (it did not exist yet)."""
+    if first.transition == "first_seen":
+        return None
+    if first.transition == "lost":
+        return True
+    if first.transition == "restored":
+        return False
+    return first.record.eligible
+
+
+def daily_series(
+    current: Iterable[DeviceRecord], window: Iterable[HistoryRow], days: int, today: date
+) -> list[DayPoint]:
+    """Eligible and ineligible devices at the end of each of the last `days` UTC days.
+
+    `window` holds the DeviceHistory rows evaluated since `window_start(days, today)` (older rows
+    are not needed): each row's Transition tells what the device was before it, so a device's
+    state at the window's start follows from its first row in the window, and a device with no
+    row in the window was all along what DeviceState says now.
+    """
+    start = window_start(days, today)
+    rows: dict[str, list[HistoryRow]] = {}
+    for row in window:
+        if row.record.evaluated_at >= start:
+            rows.setdefault(row.record.object_id, []).append(row)
+    steady: dict[str, bool] = {}
+    for record in current:
+        if record.object_id not in rows:
+            steady[record.object_id] = record.eligible
+    timelines = {k: sorted(v, key=lambda r: r.record.evaluated_at) for k, v in rows.items()}
+    points = []
+    for offset in range(days):
+        day = start.date() + timedelta(days=offset)
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        tally = Counter(steady.values())
+        for timeline in timelines.values():
+            seen = [r for r in timeline if r.record.evaluated_at < end]
+            state = seen[-1].record.eligible if seen else _eligible_before(timeline[0])
+            if state is not None:
+                tally[state] += 1
+        points.append(DayPoint(day, tally[True], tally[False]))
+    return points
+
+
+# --- continuation tokens (the read API's paging) --------------------------------------------
+
+
+def encode_token(resume: dict[str, Any]) -> str:
+    """An opaque, URL-safe token for a resume point of DeviceStore.page_states."""
+    raw = json.dumps({"v": 1, **resume}, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """The resume point of a token made by encode_token; FilterError for anything else."""
+    try:
+        padded = token.strip() + "=" * (-len(token.strip()) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise FilterError("continuationToken is not a token this API issued") from None
+    if not isinstance(data, dict) or data.get("v") != 1:
+        raise FilterError("continuationToken is not a token this API issued")
+    after, after_ok = data.get("after"), isinstance(data.get("after"), str)
+    following = data.get("next")
+    next_ok = isinstance(following, dict) and all(
+        isinstance(k, str) and isinstance(v, str | None) for k, v in following.items()
+    )
+    if after_ok and after:
+        return {"after": after}
+    if next_ok:
+        return {"next": following}
+    raise FilterError("continuationToken is not a token this API issued")
+
+
+# --- what changed between two versions of a device (timelines) ------------------------------
+
+_COMPARED: tuple[tuple[str, str], ...] = (
+    ("display_name", "name"),
+    ("join_type", "join type"),
+    ("trust_type", "trustType"),
+    ("compliance", "compliance"),
+    ("management", "management"),
+    ("account_enabled", "accountEnabled"),
+    ("operating_system", "OS"),
+    ("operating_system_version", "OS version"),
+    ("deleted", "deleted"),
+    ("policy", "policy"),
+)
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "":
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def record_changes(older: DeviceRecord | None, newer: DeviceRecord) -> list[str]:
+    """'compliance: compliant → noncompliant', … — the facts that moved between two versions,
+    then the reasons and warnings that appeared or went away."""
+    if older is None:
+        return []
+    found = []
+    for attribute, label in _COMPARED:
+        before, after = getattr(older, attribute), getattr(newer, attribute)
+        if before != after:
+            found.append(f"{label}: {_shown(before)} → {_shown(after)}")
+    for kind, old, new in (
+        ("reason", older.reasons, newer.reasons),
+        ("warning", older.warnings, newer.warnings),
+    ):
+        added = [c for c in new if c not in old]
+        gone = [c for c in old if c not in new]
+        if added:
+            found.append(f"+{kind} {', '.join(added)}")
+        if gone:
+            found.append(f"-{kind} {', '.join(gone)}")
+    return found

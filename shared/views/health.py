@@ -1,0 +1,135 @@
+"""Health verdict from the bookkeeping rows: pure, so every combination is tested."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.adapters.bookkeeping import SubscriptionRecord, SyncState
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Whether what devicemon decided reached anyone: alerts stranded in the outbox, failed
+    attempts at queue messages, dead letters. None: that signal could not be read."""
+
+    pending_overdue: int | None = 0
+    oldest_pending_at: datetime | None = None
+    pending_after: timedelta = timedelta(minutes=2)
+    failures: int | None = 0
+    failure_window: timedelta = timedelta(minutes=15)
+    max_failures: int = 10
+    dead_letters: dict[str, int] | None = field(default_factory=dict)
+    unreadable: tuple[str, ...] = ()  # why a signal is None
+
+    def problems(self) -> tuple[list[str], list[str]]:
+        """(what makes health unhealthy, what makes it degraded)."""
+        critical: list[str] = []
+        degraded: list[str] = list(self.unreadable)
+        for entity, count in sorted((self.dead_letters or {}).items()):
+            if count:
+                more = "+" if count >= 100 else ""
+                critical.append(
+                    f"{count}{more} dead-lettered message(s) on {entity}: see `devicemon dlq show`"
+                )
+        if self.pending_overdue:
+            minutes = int(self.pending_after.total_seconds() // 60)
+            degraded.append(
+                f"{self.pending_overdue} alert(s) committed but not published for over "
+                f"{minutes} min (the sweep retries them)"
+            )
+        if self.failures is not None and self.failures > self.max_failures:
+            minutes = int(self.failure_window.total_seconds() // 60)
+            degraded.append(
+                f"{self.failures} failed processing attempts in the last {minutes} min "
+                f"(threshold {self.max_failures})"
+            )
+        return critical, degraded
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def assess(
+    sync: SyncState,
+    subscription: SubscriptionRecord,
+    *,
+    now: datetime,
+    stale_after: timedelta,
+    devices: int | None,
+    ineligible: int | None,
+    delivery: Delivery | None = None,
+) -> dict[str, Any]:
+    """healthy: sync fresh, notifications live, every alert delivered.
+    degraded: devicemon still sees and reports every change, but late or at risk:
+    notifications unavailable (refused, failing, expired, never set up), alerts pending past
+    the sweep's age, failed attempts over the threshold, or a delivery signal unreadable.
+    unhealthy: changes may go unseen or unreported: the sync is stale or never succeeded, or
+    messages sit in a dead-letter queue (nothing retries them without an operator)."""
+    delivery = delivery or Delivery()
+    lag = (now - sync.last_success_at) if sync.last_success_at else None
+    sync_fresh = lag is not None and lag <= stale_after
+    subscription_live = (
+        subscription.status == "active"
+        and subscription.expires_at is not None
+        and subscription.expires_at > now
+    )
+    problems = []
+    if not sync_fresh:
+        problems.append(
+            "delta sync has never succeeded"
+            if lag is None
+            else f"last successful delta sync {int(lag.total_seconds() // 60)} min ago"
+        )
+    if not subscription_live:
+        problems.append(
+            f"change notifications unavailable ({subscription.status}{': ' + subscription.last_error if subscription.last_error else ''})"
+        )
+    critical, degraded = delivery.problems()
+    problems = critical + problems + degraded
+    if not sync_fresh or critical:
+        status = "unhealthy"
+    elif not subscription_live or degraded:
+        status = "degraded"
+    else:
+        status = "healthy"
+    return {
+        "status": status,
+        "checkedAt": _iso(now),
+        "problems": problems,
+        "sync": {
+            "lastSuccessAt": _iso(sync.last_success_at),
+            "lagSeconds": round(lag.total_seconds()) if lag is not None else None,
+            "staleAfterSeconds": round(stale_after.total_seconds()),
+            "phase": sync.phase,
+            "running": bool(sync.lease_owner) and (sync.lease_until or now) > now,
+            "lastRunPages": sync.last_run_pages,
+            "lastRunChanges": sync.last_run_changes,
+            "lastRunSeconds": sync.last_run_seconds,
+            "fullResyncs": sync.full_resyncs,
+            "lastError": sync.last_error or None,
+            "lastErrorAt": _iso(sync.last_error_at),
+        },
+        "subscription": {
+            "status": subscription.status,
+            "id": subscription.subscription_id or None,
+            "expiresAt": _iso(subscription.expires_at),
+            "lastRenewedAt": _iso(subscription.last_renewed_at),
+            "lastCheckedAt": _iso(subscription.last_checked_at),
+            "lastError": subscription.last_error or None,
+        },
+        "devices": {"total": devices, "ineligible": ineligible},
+        "alerts": {
+            "pendingOverdue": delivery.pending_overdue,
+            "oldestPendingAt": _iso(delivery.oldest_pending_at),
+            "sweepAfterSeconds": round(delivery.pending_after.total_seconds()),
+        },
+        "processing": {
+            "failures": delivery.failures,
+            "windowSeconds": round(delivery.failure_window.total_seconds()),
+            "maxFailures": delivery.max_failures,
+        },
+        "deadLetters": delivery.dead_letters,
+    }

@@ -1,0 +1,244 @@
+"""Adaptive Cards: valid against the 1.4 schema they declare, Workflows-safe, under 28 KB, and
+saying in plain words which device, what happened, why, when, how and where to look."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from local.teams_sink import shape_error
+from shared.consumers.teams_cards import (
+    CARD_VERSION,
+    MAX_MESSAGE_BYTES,
+    Flip,
+    MassSummary,
+    alert_card,
+    entra_url,
+    flapping_card,
+    intune_url,
+    mass_card,
+    message,
+    message_size,
+)
+from shared.core import explain
+from shared.core.alert_view import AlertView, parse_alert
+from tests.alert_helpers import T0, make_alert
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "data" / "adaptive-card-1.4.schema.json").read_text()
+)
+VALIDATOR = jsonschema.Draft6Validator(SCHEMA)
+# What a Teams Workflows post can render: no Action.Submit / Action.Execute (no bot behind it).
+ALLOWED_ACTIONS = {"Action.OpenUrl", "Action.ShowCard", "Action.ToggleVisibility"}
+ALL_REASONS = tuple(explain.REASONS)
+HUGE = "X" * 5000
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+def texts(card: dict[str, Any]) -> str:
+    parts = []
+    for node in walk(card):
+        if node.get("type") == "TextBlock":
+            parts.append(node["text"])
+        if "title" in node and "value" in node:
+            parts.append(f"{node['title']}: {node['value']}")
+    return "\n".join(parts)
+
+
+def check(card: dict[str, Any]) -> None:
+    """Everything every card must satisfy."""
+    VALIDATOR.validate(card)
+    assert card["version"] == CARD_VERSION == "1.4"
+    assert card["type"] == "AdaptiveCard"
+    kinds = {n["type"] for n in walk(card) if str(n.get("type", "")).startswith("Action.")}
+    assert kinds <= ALLOWED_ACTIONS
+    payload = message(card)
+    assert shape_error(payload) is None
+    assert payload["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert message_size(payload) < MAX_MESSAGE_BYTES
+
+
+def view(**kwargs: Any) -> AlertView:
+    return parse_alert(make_alert(**kwargs))
+
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "lost-entra-intune": {},
+    "lost-hybrid-disabled-unmanaged": {
+        "reasons": ("DEVICE_DISABLED",),
+        "join_type": "hybrid_joined",
+        "management": "unmanaged",
+        "managed_device_id": None,
+        "upn": None,
+    },
+    "lost-deleted-nothing-known": {
+        "reasons": ("DEVICE_DELETED",),
+        "name": None,
+        "device_id": None,
+        "managed_device_id": None,
+        "upn": None,
+        "management": "unknown",
+        "join_type": "unknown",
+        "source": "sync",
+    },
+    "lost-all-reasons-warnings-grace": {
+        "reasons": ALL_REASONS,
+        "warnings": tuple(explain.WARNINGS),
+        "compliance": "in_grace_period",
+        "grace": T0 + timedelta(days=3),
+    },
+    "restored": {"lost": False, "reasons": ("NOT_COMPLIANT", "NOT_HYBRID_JOINED")},
+    "restored-registered": {"lost": False, "reasons": ("NOT_JOINED",), "join_type": "registered"},
+    "huge-values": {
+        "name": HUGE,
+        "upn": HUGE,
+        "reasons": ALL_REASONS,
+        "warnings": tuple(explain.WARNINGS),
+    },
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_alert_cards_are_valid_adaptive_cards_for_workflows(scenario: str) -> None:
+    check(alert_card(view(**SCENARIOS[scenario])))
+
+
+@pytest.mark.parametrize("note", [None, "3 earlier change(s) of this device were not posted"])
+def test_a_note_keeps_the_card_valid(note: str | None) -> None:
+    card = alert_card(view(), note)
+    check(card)
+    assert ("Note: 3 earlier change(s)" in texts(card)) is (note is not None)
+
+
+def test_lost_card_says_which_device_what_why_when_and_where() -> None:
+    alert = view(reasons=("NOT_COMPLIANT", "NOT_HYBRID_JOINED"), warnings=("STALE_SIGN_IN",))
+    card = alert_card(alert)
+    words = texts(card)
+    assert "LAPTOP-0042 no longer passes device-based Conditional Access" in words
+    assert "Join type: Microsoft Entra joined" in words
+    assert "OS: Windows 10.0.22631.4460" in words
+    assert "Owner: adele.vance@contoso.example" in words
+    for code in ("NOT_COMPLIANT", "NOT_HYBRID_JOINED"):
+        assert f"**{code}**: {explain.reason(code).meaning}" in words
+        assert f"What to do: {explain.reason(code).action}" in words
+    assert explain.warning("STALE_SIGN_IN").meaning in words
+    assert "Detected: 2026-11-29 10:00:00 UTC" in words
+    assert "Detected by: a Microsoft Graph change notification" in words
+    assert "CA requires: a compliant device or a hybrid joined device" in words
+    links = {a["title"]: a["url"] for a in card["actions"] if a["type"] == "Action.OpenUrl"}
+    assert links == {
+        "Open in Entra admin center": entra_url(alert.object_id, alert.device_id),
+        "Open in Intune": intune_url("7d0c3f5a-2b1e-4c8d-9e6f-0a1b2c3d4e5f"),
+    }
+    assert links["Open in Entra admin center"] == (
+        "https://entra.microsoft.com/#view/Microsoft_AAD_Devices/DeviceDetailsMenuBlade/~/"
+        f"Properties/objectId/{alert.object_id}/deviceId/6fa60d52-01e7-4b18-8055-4759461fc16b"
+    )
+    assert links["Open in Intune"] == (
+        "https://intune.microsoft.com/#view/Microsoft_Intune_Devices/DeviceSettingsMenuBlade/~/"
+        "overview/mdmDeviceId/7d0c3f5a-2b1e-4c8d-9e6f-0a1b2c3d4e5f"
+    )
+
+
+def test_restored_card_looks_different_and_says_what_was_fixed() -> None:
+    lost = alert_card(view())
+    restored = alert_card(view(lost=False, reasons=("NOT_COMPLIANT",)))
+    assert lost["body"][0]["style"] == "attention"
+    assert restored["body"][0]["style"] == "good"
+    assert "LOST" in lost["body"][0]["items"][0]["text"]
+    assert "RESTORED" in restored["body"][0]["items"][0]["text"]
+    assert "passes device-based Conditional Access again" in texts(restored)
+    assert f"**NOT_COMPLIANT** (resolved): {explain.reason('NOT_COMPLIANT').meaning}" in texts(
+        restored
+    )
+    assert "What to do" not in texts(restored)
+
+
+def test_without_an_intune_record_there_is_no_intune_link() -> None:
+    card = alert_card(view(managed_device_id=None, device_id=None, management="unmanaged"))
+    titles = [a["title"] for a in card["actions"]]
+    assert titles == ["Open in Entra admin center", "Technical details"]
+    assert card["actions"][0]["url"].endswith(
+        "/objectId/" + card["actions"][0]["url"].split("/")[-1]
+    )
+    assert "/deviceId/" not in card["actions"][0]["url"]
+
+
+def test_ids_are_url_encoded_in_links() -> None:
+    assert entra_url("a/b c", None).endswith("/objectId/a%2Fb%20c")
+    assert intune_url("x?y").endswith("/mdmDeviceId/x%3Fy")
+
+
+def test_technical_details_carry_the_ids_to_correlate() -> None:
+    alert = view()
+    card = alert_card(alert)
+    details = next(a for a in card["actions"] if a["type"] == "Action.ShowCard")
+    words = texts(details["card"])
+    for value in (alert.id, alert.object_id, "corr-1", "7d0c3f5a-2b1e-4c8d-9e6f-0a1b2c3d4e5f"):
+        assert value in words
+
+
+@pytest.mark.parametrize("lost", [True, False])
+@pytest.mark.parametrize("count", [4, 40])
+def test_flapping_card(lost: bool, count: int) -> None:
+    alert = view(lost=lost, name=HUGE if count > 10 else "LAPTOP-0042")
+    flips = [Flip(T0 + timedelta(minutes=i), i % 2 == 0) for i in range(count)]
+    card = flapping_card(alert, flips, 60, T0 + timedelta(minutes=60))
+    check(card)
+    words = texts(card)
+    assert f"changed eligibility {count} times in 60 minutes" in words
+    assert "no more cards for this device until 11:00 UTC" in words
+    assert card["body"][0]["style"] == "warning"
+    assert ("LOST eligibility" in words) is lost
+
+
+@pytest.mark.parametrize("phase", ["start", "update", "end"])
+def test_mass_card(phase: str) -> None:
+    summary = MassSummary(
+        phase=phase,
+        first=T0,
+        last=T0 + timedelta(minutes=7),
+        lost=480,
+        restored=20,
+        reasons={"NOT_COMPLIANT": 470, "DEVICE_DISABLED": 10, **{f"X{i}": 1 for i in range(40)}},
+        join_types={"entra_joined": 400, "hybrid_joined": 100},
+        devices=tuple(f"{HUGE}-{i}" for i in range(30)),
+        next_summary_at=2000,
+    )
+    card = mass_card(summary, 10)
+    check(card)
+    words = texts(card)
+    assert "Lost eligibility: 480" in words
+    assert "NOT_COMPLIANT: 470" in words
+    assert "470 of 500 share **NOT_COMPLIANT**" in words
+    assert "Microsoft Entra joined: 400" in words
+    assert "and 490 more" in words
+    assert ("at 2000 devices" in words) is (phase != "end")
+    assert ("Mass event over" in words) is (phase == "end")
+
+
+def test_mass_card_without_a_dominant_reason_guesses_no_cause() -> None:
+    summary = MassSummary("start", T0, T0, 30, 0, {"NOT_COMPLIANT": 15, "DEVICE_DISABLED": 15})
+    assert "one common cause is likely" not in texts(mass_card(summary, 10))
+
+
+def test_sink_rejects_what_workflows_would() -> None:
+    assert shape_error({"type": "message", "attachments": []}) is not None
+    assert shape_error({"attachments": [{"contentType": "x"}]}) is not None
+    card = alert_card(view())
+    assert shape_error({"type": "message", "attachments": [{"contentType": "x", "content": card}]})

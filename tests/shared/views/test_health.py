@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.adapters.bookkeeping import SubscriptionRecord, SyncState
+from shared.views.health import assess
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+LIVE = SubscriptionRecord("sub-1", "active", expires_at=NOW + timedelta(days=2))
+
+
+@pytest.mark.parametrize(
+    ("synced_ago", "subscription", "status"),
+    [
+        (timedelta(minutes=4), LIVE, "healthy"),
+        (
+            timedelta(minutes=4),
+            SubscriptionRecord(status="refused", last_error="HTTP 400: not supported"),
+            "degraded",
+        ),
+        (
+            timedelta(minutes=4),
+            SubscriptionRecord("sub-1", "active", expires_at=NOW - timedelta(minutes=1)),
+            "degraded",
+        ),
+        (timedelta(minutes=4), SubscriptionRecord(), "degraded"),
+        (timedelta(minutes=31), LIVE, "unhealthy"),
+        (None, LIVE, "unhealthy"),
+        (None, SubscriptionRecord(status="error"), "unhealthy"),
+    ],
+)
+def test_status(
+    synced_ago: timedelta | None, subscription: SubscriptionRecord, status: str
+) -> None:
+    sync = SyncState(last_success_at=NOW - synced_ago if synced_ago else None)
+    report = assess(
+        sync, subscription, now=NOW, stale_after=timedelta(minutes=30), devices=10, ineligible=2
+    )
+    assert report["status"] == status
+    assert bool(report["problems"]) is (status != "healthy")
+
+
+def test_report_carries_lag_expiry_errors_and_counts() -> None:
+    sync = SyncState(
+        last_success_at=NOW - timedelta(seconds=90), last_run_changes=7, phase="incremental"
+    )
+    refused = SubscriptionRecord(
+        status="refused", last_error="HTTP 400 InvalidRequest: resource not supported"
+    )
+    report = assess(
+        sync, refused, now=NOW, stale_after=timedelta(minutes=30), devices=120, ineligible=9
+    )
+    assert report["sync"]["lagSeconds"] == 90
+    assert report["sync"]["lastRunChanges"] == 7
+    assert report["subscription"]["lastError"].endswith("resource not supported")
+    assert report["devices"] == {"total": 120, "ineligible": 9}
+    assert "resource not supported" in report["problems"][0]
