@@ -3,6 +3,7 @@ and the operators' entry points that queue those commands."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime, timedelta
@@ -95,11 +96,37 @@ async def run_command(raw: bytes, runtime: Runtime | None = None) -> None:
     logs.event(log, "command_done", command=command.name, status=record.status)
 
 
+async def _sync_busy(rt: Runtime) -> func.HttpResponse | None:
+    """409 while a sync run holds a live lease: queueing another would only be turned away."""
+    try:
+        async with asyncio.timeout(5):
+            state = await (await rt.bookkeeping()).sync_state()
+    except Exception:
+        return None  # cannot tell: queue it, the run itself checks the lease
+    now = datetime.now(UTC)
+    if not state.lease_owner or state.lease_until is None or state.lease_until <= now:
+        return None
+    started = state.run_started_at.isoformat() if state.run_started_at else None
+    body = {
+        "error": {
+            "code": "syncBusy",
+            "message": "a delta sync is running; try again when it has finished",
+        },
+        "runStartedAt": started,
+        "leaseUntil": state.lease_until.isoformat(),
+    }
+    return func.HttpResponse(json.dumps(body), status_code=409, mimetype="application/json")
+
+
 async def queue_command(
     req: func.HttpRequest, name: str, runtime: Runtime | None = None
 ) -> func.HttpResponse:
     """POST /api/ops/sync and /api/ops/subscription: queue the work, answer 202."""
     rt = runtime or current()
+    if name == "sync":
+        busy = await _sync_busy(rt)
+        if busy is not None:
+            return busy
     now = datetime.now(UTC).isoformat()
     command = Command(
         name=name, reason=f"ops:{req.params.get('reason', 'manual')}"[:200], requested_at=now

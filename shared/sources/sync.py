@@ -8,6 +8,8 @@ cursor row keeps two runs (timer, lifecycle `missed`, an operator) from interlea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -31,7 +33,43 @@ log = logging.getLogger("devicemon.sync")
 DELTA_PATH = f"/devices/delta?$select={','.join(DEVICE_SELECT)}"
 # Graph answers an expired or unknown directory delta token with one of these (FACTS.md).
 EXPIRED_TOKEN_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
-LEASE = timedelta(minutes=10)
+# Short, and renewed while the run is alive: a run whose process died stops renewing, and the
+# next run may take over within a minute instead of waiting out a long lease.
+LEASE = timedelta(seconds=60)
+
+
+class _Lease:
+    """The run's view of its DevicemonSync row: every write goes through here, one at a time,
+    so the page loop and the heartbeat never race each other's ETag."""
+
+    def __init__(
+        self, books: Bookkeeping, state: SyncState, clock: Callable[[], datetime], length: timedelta
+    ) -> None:
+        self._books = books
+        self.state = state
+        self._clock = clock
+        self.length = length
+        self._writing = asyncio.Lock()
+
+    async def save(self, **changes: Any) -> SyncState:
+        async with self._writing:
+            self.state = await self._books.save_sync(replace(self.state, **changes))
+            return self.state
+
+    async def renew_forever(self) -> None:
+        """Push the lease forward every third of its length until cancelled. A failed renewal
+        (storage hiccup) is retried at the next beat; LeaseLost ends the beats, and the run
+        finds out at its next write."""
+        while True:
+            await asyncio.sleep(self.length.total_seconds() / 3)
+            try:
+                await self.save(lease_until=self._clock() + self.length)
+            except LeaseLost:
+                return
+            except Exception as exc:  # the run itself notices a lasting storage failure
+                logs.event(
+                    log, "sync_lease_renew_failed", level=logging.WARNING, error=type(exc).__name__
+                )
 
 
 class ChangeSink(Protocol):
@@ -93,6 +131,7 @@ class DeltaSync:
         clock: Callable[[], datetime] = utc_now,
         owner: str | None = None,
         on_page: Callable[[int, int], None] | None = None,
+        lease: timedelta = LEASE,
     ) -> None:
         self._graph = graph
         self._books = books
@@ -101,14 +140,28 @@ class DeltaSync:
         self._clock = clock
         self._owner = owner or default_owner()
         self._on_page = on_page
+        self._lease_length = lease
 
     async def run(self, reason: str) -> SyncResult:
         started = time.perf_counter()
         run_id = uuid.uuid4().hex
-        state = await self._books.acquire_sync(self._owner, run_id, self._clock(), LEASE)
+        state = await self._books.acquire_sync(
+            self._owner, run_id, self._clock(), self._lease_length
+        )
         if state is None:
             logs.event(log, "sync_skipped", reason=reason, outcome="already_running")
             return SyncResult("busy")
+        lease = _Lease(self._books, state, self._clock, self._lease_length)
+        heartbeat = asyncio.create_task(lease.renew_forever())
+        try:
+            return await self._run(reason, run_id, lease, started)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def _run(self, reason: str, run_id: str, lease: _Lease, started: float) -> SyncResult:
+        state = lease.state
         phase = state.phase if state.link else "baseline"
         url = state.link or DELTA_PATH
         pages = changes = 0
@@ -147,10 +200,11 @@ class DeltaSync:
                     self._on_page(pages, changes)
                 next_link = (page or {}).get("@odata.nextLink")
                 if next_link:
-                    state = await self._books.save_sync(
-                        replace(
-                            state, link=next_link, phase=phase, lease_until=self._clock() + LEASE
-                        )
+                    state = await lease.save(
+                        link=next_link,
+                        phase=phase,
+                        full_resyncs=state.full_resyncs,
+                        lease_until=self._clock() + self._lease_length,
                     )
                     url = next_link
                     continue
@@ -160,19 +214,17 @@ class DeltaSync:
                         "a delta page with neither @odata.nextLink nor @odata.deltaLink"
                     )
                 seconds = time.perf_counter() - started
-                await self._books.save_sync(
-                    replace(
-                        state,
-                        link=delta_link,
-                        phase="incremental",
-                        last_success_at=self._clock(),
-                        last_run_pages=pages,
-                        last_run_changes=changes,
-                        last_run_seconds=round(seconds, 3),
-                        last_error="",
-                        lease_owner="",
-                        lease_until=None,
-                    )
+                await lease.save(
+                    link=delta_link,
+                    phase="incremental",
+                    full_resyncs=state.full_resyncs,
+                    last_success_at=self._clock(),
+                    last_run_pages=pages,
+                    last_run_changes=changes,
+                    last_run_seconds=round(seconds, 3),
+                    last_error="",
+                    lease_owner="",
+                    lease_until=None,
                 )
                 logs.event(
                     log,
@@ -207,22 +259,19 @@ class DeltaSync:
             logs.event(
                 log, "sync_failed", level=logging.ERROR, reason=reason, pages=pages, error=text
             )
-            await self._record_failure(state, text)
+            await self._record_failure(lease, text)
             return SyncResult(
                 "failed", phase, pages, changes, time.perf_counter() - started, full_resync, text
             )
 
-    async def _record_failure(self, state: SyncState, text: str) -> None:
+    async def _record_failure(self, lease: _Lease, text: str) -> None:
         # Keep the cursor where it is (the next run resumes there) and release the lease.
         try:
-            await self._books.save_sync(
-                replace(
-                    state,
-                    last_error=text,
-                    last_error_at=self._clock(),
-                    lease_owner="",
-                    lease_until=None,
-                )
+            await lease.save(
+                last_error=text,
+                last_error_at=self._clock(),
+                lease_owner="",
+                lease_until=None,
             )
         except Exception as exc:
             logs.event(log, "sync_record_failed", level=logging.WARNING, error=type(exc).__name__)

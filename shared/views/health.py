@@ -52,6 +52,21 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def abandoned_run(sync: SyncState, now: datetime) -> str | None:
+    """A run that took the lease and neither finished nor released it: its process stopped
+    (the lease is renewed while a run lives). The next run resumes from the saved cursor."""
+    if not sync.lease_owner or sync.lease_until is None or sync.lease_until > now:
+        return None
+    started = sync.run_started_at
+    if sync.last_success_at is not None and (started is None or started <= sync.last_success_at):
+        return None
+    since = f" started {_iso(started)}" if started else ""
+    return (
+        f"a delta sync run{since} stopped without finishing (its lease expired "
+        f"{_iso(sync.lease_until)}); the next run resumes from the saved cursor"
+    )
+
+
 def assess(
     sync: SyncState,
     subscription: SubscriptionRecord,
@@ -87,11 +102,14 @@ def assess(
         problems.append(
             f"change notifications unavailable ({subscription.status}{': ' + subscription.last_error if subscription.last_error else ''})"
         )
+    abandoned = abandoned_run(sync, now)
+    if abandoned:
+        problems.append(abandoned)
     critical, degraded = delivery.problems()
     problems = critical + problems + degraded
     if not sync_fresh or critical:
         status = "unhealthy"
-    elif not subscription_live or degraded:
+    elif not subscription_live or degraded or abandoned:
         status = "degraded"
     else:
         status = "healthy"
@@ -105,6 +123,8 @@ def assess(
             "staleAfterSeconds": round(stale_after.total_seconds()),
             "phase": sync.phase,
             "running": bool(sync.lease_owner) and (sync.lease_until or now) > now,
+            "leaseUntil": _iso(sync.lease_until),
+            "abandonedRun": abandoned is not None,
             "lastRunPages": sync.last_run_pages,
             "lastRunChanges": sync.last_run_changes,
             "lastRunSeconds": sync.last_run_seconds,
