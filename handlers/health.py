@@ -33,6 +33,7 @@ _counts: dict[str, tuple[float, int, int]] = {}
 # every minute from several regions share one peek per half minute.
 DEAD_LETTER_TTL_SECONDS = 30.0
 _dead_letters: dict[str, tuple[float, dict[str, int]]] = {}
+# Bounds on what health reads: a frozen dependency must give a 503, not a hang.
 STORAGE_BOUND_SECONDS = 10.0
 SERVICE_BUS_BOUND_SECONDS = 10.0
 

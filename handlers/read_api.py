@@ -7,6 +7,7 @@ unknown device, 503 when Table storage cannot be reached.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -40,7 +41,11 @@ def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: i
     return int(raw)
 
 
-def _unavailable(exc: AzureError, route: str) -> func.HttpResponse:
+# A frozen storage account accepts connections and answers nothing: the SDK would wait minutes.
+STORAGE_BOUND_SECONDS = 10.0
+
+
+def _unavailable(exc: AzureError | TimeoutError, route: str) -> func.HttpResponse:
     logs.event(log, "read_failed", level=logging.ERROR, route=route, error=type(exc).__name__)
     return json_error(503, "storageUnavailable", "Table storage could not be read; retry later")
 
@@ -57,12 +62,13 @@ async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> f
         return json_error(400, "invalidParameter", str(exc))
     rt = runtime or current()
     try:
-        store = await rt.store()
-        state = await store.get_state(object_id)
-        if state is None:
-            return json_error(404, "deviceNotFound", f"no device {object_id} in DeviceState")
-        history = [row async for row in store.history(state.record.object_id, limit + 1)]
-    except AzureError as exc:
+        async with asyncio.timeout(STORAGE_BOUND_SECONDS):
+            store = await rt.store()
+            state = await store.get_state(object_id)
+            if state is None:
+                return json_error(404, "deviceNotFound", f"no device {object_id} in DeviceState")
+            history = [row async for row in store.history(state.record.object_id, limit + 1)]
+    except (AzureError, TimeoutError) as exc:
         return _unavailable(exc, "devices/{id}")
     return _json(device_detail_json(state, history[:limit], truncated=len(history) > limit))
 
@@ -85,15 +91,16 @@ async def list_devices(req: func.HttpRequest, runtime: Runtime | None = None) ->
     query, parameters = wanted.table_query()
     rt = runtime or current()
     try:
-        store = await rt.store()
-        rows, following = await store.page_states(
-            query,
-            parameters,
-            top=top,
-            resume=resume,
-            accept=(lambda row: wanted.matches(row.record)) if wanted.checks_rows else None,
-        )
-    except AzureError as exc:
+        async with asyncio.timeout(STORAGE_BOUND_SECONDS):
+            store = await rt.store()
+            rows, following = await store.page_states(
+                query,
+                parameters,
+                top=top,
+                resume=resume,
+                accept=(lambda row: wanted.matches(row.record)) if wanted.checks_rows else None,
+            )
+    except (AzureError, TimeoutError) as exc:
         return _unavailable(exc, "devices")
     return _json(
         {
