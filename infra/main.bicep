@@ -134,8 +134,13 @@ param zoneRedundant bool = false
 ])
 param storageSku string = 'Standard_LRS'
 
-@description('Key Vault purge protection: recommended for production; it keeps the vault name reserved after `azd down`.')
-param keyVaultPurgeProtection bool = false
+@description('Key Vault purge protection (on by default): a deleted vault or secret cannot be purged, by anyone, before keyVaultSoftDeleteRetentionDays; the vault name stays reserved that long after `azd down` (docs/deploy.md, Tear down). Off only for throwaway environments.')
+param keyVaultPurgeProtection bool = true
+
+@description('Days a deleted Key Vault or secret stays recoverable (soft delete, always on): with purge protection, also how long the vault name stays reserved after `azd down`.')
+@minValue(7)
+@maxValue(90)
+param keyVaultSoftDeleteRetentionDays int = 7
 
 var abbrs = {
   resourceGroup: 'rg-'
@@ -228,6 +233,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     queueName: queueName
     topicName: topicName
     subscriptionNames: topicSubscriptionNames
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -241,6 +247,8 @@ module keyVault 'modules/keyvault.bicep' = {
     graphClientState: graphClientState
     teamsWebhookUrl: teamsWebhookUrl
     enablePurgeProtection: keyVaultPurgeProtection
+    softDeleteRetentionInDays: keyVaultSoftDeleteRetentionDays
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
 
@@ -319,6 +327,7 @@ module appRoles 'modules/rbac.bicep' = {
     principalId: identity.outputs.principalId
     principalType: 'ServicePrincipal'
     storageAccountName: storage.outputs.name
+    tableNames: storage.outputs.tableNames
     serviceBusNamespaceName: serviceBus.outputs.name
     queueName: serviceBus.outputs.queueName
     topicName: serviceBus.outputs.topicName
@@ -337,6 +346,7 @@ module developerRoles 'modules/rbac.bicep' = if (grantDeveloperAccess && !empty(
     principalId: principalId
     principalType: principalType
     storageAccountName: storage.outputs.name
+    tableNames: storage.outputs.tableNames
     serviceBusNamespaceName: serviceBus.outputs.name
     queueName: serviceBus.outputs.queueName
     topicName: serviceBus.outputs.topicName

@@ -1,10 +1,12 @@
 // Data-plane roles for one principal, each on the narrowest scope the code needs:
 // - Storage Blob Data Owner, storage account: the Functions host creates its containers
 //   (azure-webjobs-hosts, -secrets) and the platform reads the deployment package;
-// - Storage Table Data Contributor, storage account: DeviceStore.ensure_tables() creates tables
-//   if missing (create_table_if_not_exists), and Storage authorizes Create Table at the
-//   account's table service, so a table-scoped role would refuse it. The account holds no other
-//   tables than devicemon's (TABLE_PREFIX);
+// - Storage Table Data Contributor, each of devicemon's tables (tableNames), not the account: the
+//   tables are created by storage.bicep, so the app only reads and writes entities, and an
+//   identity-connected app never calls Create Table (shared/adapters/table_adapter.py), which a
+//   table-scoped role would refuse. A role can be scoped to a table
+//   (.../storageAccounts/<account>/tableServices/default/tables/<table>), by ARM though not in the
+//   portal: https://learn.microsoft.com/azure/storage/tables/assign-azure-role-data-access ;
 // - Azure Service Bus Data Sender: the queue (webhook, delta sync) and the topic (alerts);
 // - Azure Service Bus Data Receiver: the queue and each topic subscription (the triggers), not
 //   the topic or the namespace;
@@ -24,6 +26,8 @@ param principalId string
 param principalType string = 'ServicePrincipal'
 
 param storageAccountName string
+@description('devicemon\'s tables (created by storage.bicep): Storage Table Data Contributor on each.')
+param tableNames array
 param serviceBusNamespaceName string
 param queueName string
 param topicName string
@@ -36,6 +40,9 @@ param applicationInsightsName string
 @description('Also the roles only the Functions host needs (its blob storage, telemetry); off for a developer running the code locally.')
 param hostRoles bool = true
 
+// Built-in role definition ids, the same in every tenant:
+// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage (Storage Table
+// Data Contributor: 0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3) and the other categories' pages.
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
@@ -48,6 +55,18 @@ var roles = {
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = [
+  for tableName in tableNames: {
+    parent: tableService
+    name: tableName
+  }
+]
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusNamespaceName
@@ -95,15 +114,17 @@ resource blobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if
   }
 }
 
-resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, principalId, roles.storageTableDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
-    principalId: principalId
-    principalType: principalType
+resource tableDataContributors 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (tableName, i) in tableNames: {
+    name: guid(tables[i].id, principalId, roles.storageTableDataContributor)
+    scope: tables[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+      principalId: principalId
+      principalType: principalType
+    }
   }
-}
+]
 
 resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, principalId, roles.serviceBusDataSender)

@@ -18,6 +18,9 @@ param subscriptionNames array = [
   'remediation'
 ]
 
+@description('Log Analytics workspace that receives the namespace\'s operational (management) log.')
+param logAnalyticsWorkspaceId string
+
 @description('Deliveries before a message is dead-lettered (docs/reliability.md).')
 @minValue(1)
 @maxValue(2000)
@@ -82,6 +85,25 @@ resource subscriptions 'Microsoft.ServiceBus/namespaces/topics/subscriptions@202
     }
   }
 ]
+
+// Who created, changed or deleted the namespace or an entity (queue, topic, subscription, rule):
+// OperationalLogs, a few rows a month. Not the per-message runtime audit log (RuntimeAuditLogs), which
+// Service Bus offers on the Premium tier only. Categories and tables:
+// https://learn.microsoft.com/azure/azure-monitor/reference/supported-logs/microsoft-servicebus-namespaces-logs
+resource operationalLog 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'operations-to-log-analytics'
+  scope: namespace
+  properties: {
+    workspaceId: logAnalyticsWorkspaceId
+    logAnalyticsDestinationType: 'Dedicated'
+    logs: [
+      {
+        category: 'OperationalLogs'
+        enabled: true
+      }
+    ]
+  }
+}
 
 output name string = namespace.name
 // Host name only (<name>.servicebus.windows.net in the public cloud), as the SDK and the

@@ -1,7 +1,8 @@
 // One storage account, reached only with Entra ID (shared keys off):
 // - blob: the Functions host's storage (AzureWebJobsStorage: keys, timer locks) and the Flex
 //   Consumption deployment package container;
-// - table: devicemon's tables, created here so the app never needs to create them.
+// - table: devicemon's tables, created here: in Azure the app's identity holds a data role on each
+//   table only (rbac.bicep), which does not allow creating one.
 
 param name string
 param location string
@@ -87,4 +88,6 @@ output name string = account.name
 output id string = account.id
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output tableEndpoint string = account.properties.primaryEndpoints.table
+// The tables, once created: rbac.bicep scopes the table role to each of them.
+output tableNames array = [for (tableName, i) in tableNames: tables[i].name]
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainer.name}'

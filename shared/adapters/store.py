@@ -38,6 +38,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
+from shared.adapters.table_adapter import ensure_tables
 from shared.core.records import STATE_ROW_KEY, HistoryRow, StateRow, history_row_key
 from shared.settings import Settings, SettingsError
 
@@ -80,11 +81,10 @@ class DeviceStore:
         self._state: TableClient = service.get_table_client(settings.state_table)
         self._history: TableClient = service.get_table_client(settings.history_table)
         self._service = service
-        self._tables = (settings.state_table, settings.history_table)
 
     async def ensure_tables(self) -> None:
-        for name in self._tables:
-            await self._service.create_table_if_not_exists(name)
+        # Created locally, only checked in Azure: see shared/adapters/table_adapter.py.
+        await ensure_tables(self._service, [self._state, self._history])
 
     async def get_state(self, object_id: str) -> StateRow | None:
         try:

@@ -1,11 +1,73 @@
-"""The part every single-table adapter shares: the client, creating the table, point reads."""
+"""The part every single-table adapter shares: the client, making sure the table is there, point
+reads.
+
+Who creates the tables depends on how the app reaches Table storage, and is decided here once, for
+DeviceStore and every TableAdapter (not by each caller in shared/runtime.py):
+- with a connection string (local: Azurite's account key) the app creates its tables on first use
+  (create_table_if_not_exists), so a fresh Azurite needs no setup;
+- with an identity-based connection (Azure: TablesConnection__tableServiceUri and an Entra token)
+  the tables come from infra/modules/storage.bicep, and the identity holds Storage Table Data
+  Contributor on each of devicemon's tables only (infra/modules/rbac.bicep). Create Table is a
+  request to the account's table service, outside those scopes, so Storage would refuse it (403):
+  the app only checks that each table exists, and says which one is missing and why.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableErrorCode
 from azure.data.tables.aio import TableClient, TableServiceClient
+
+# A key no row ever has: reading it costs one request and tells a missing table (TableNotFound)
+# from an existing one (ResourceNotFound, the entity), with only the table-scoped read right.
+_PROBE_KEY = "devicemon-table-check"
+
+
+class TableMissing(RuntimeError):
+    """A table devicemon needs does not exist, and the app is not the one that creates it."""
+
+    def __init__(self, table_name: str) -> None:
+        super().__init__(
+            f"Table storage has no table {table_name!r}. With an identity-based connection "
+            "(TablesConnection__tableServiceUri) devicemon does not create tables: its identity's "
+            "role is scoped to each table, which does not allow creating one. The tables are "
+            "created by infra (infra/modules/storage.bicep): run `azd provision`, and check that "
+            "TABLE_PREFIX matches the deployment's."
+        )
+        self.table_name = table_name
+
+
+def creates_tables(credential: object) -> bool:
+    """Whether the app creates its tables itself, for a Table client's credential.
+
+    A token credential (managed identity, DefaultAzureCredential: what make_service builds from
+    TablesConnection__tableServiceUri) means Azure RBAC with table-scoped roles: no. A key (or SAS)
+    from a connection string (Azurite locally): yes. `get_token` is the same test azure-data-tables
+    uses to decide to send a bearer token.
+    """
+    return not callable(getattr(credential, "get_token", None))
+
+
+async def ensure_tables(service: TableServiceClient, tables: Iterable[TableClient]) -> None:
+    """Create the tables (connection string) or check that each exists (identity): TableMissing."""
+    create = creates_tables(service.credential)
+    for table in tables:
+        if create:
+            await service.create_table_if_not_exists(table.table_name)
+        else:
+            await _check_exists(table)
+
+
+async def _check_exists(table: TableClient) -> None:
+    try:
+        await table.get_entity(_PROBE_KEY, _PROBE_KEY)
+    except ResourceNotFoundError as exc:
+        # The SDK sets error_code on the errors it decodes (a str enum, not in the type stubs).
+        if getattr(exc, "error_code", None) == TableErrorCode.TABLE_NOT_FOUND:
+            raise TableMissing(table.table_name) from exc
 
 
 class TableAdapter:
@@ -15,7 +77,7 @@ class TableAdapter:
         self._table: TableClient = service.get_table_client(table_name)
 
     async def ensure_table(self) -> None:
-        await self._service.create_table_if_not_exists(self._name)
+        await ensure_tables(self._service, [self._table])
 
     async def _get(self, partition_key: str, row_key: str) -> Any | None:
         """The entity, or None when it does not exist."""

@@ -117,6 +117,65 @@ def test_key_vault_uses_rbac_and_soft_delete() -> None:
     assert "accessPolicies" not in vault
 
 
+def test_key_vault_purge_protection_is_on_by_default_with_a_stated_retention() -> None:
+    keyvault = bicep.template("modules/keyvault.bicep")
+    main = bicep.template("main.bicep")
+    assert bicep.default(keyvault, "enablePurgeProtection") is True
+    assert bicep.default(main, "keyVaultPurgeProtection") is True
+    parameters = json.loads((bicep.INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    assert (
+        parameters["parameters"]["keyVaultPurgeProtection"]["value"]
+        == "${KEY_VAULT_PURGE_PROTECTION=true}"
+    )
+    vault = props("modules/keyvault.bicep", "vault")
+    # ARM refuses an explicit false: null leaves it off when the parameter says so.
+    assert bicep.render(vault["enablePurgeProtection"]) == "(enablePurgeProtection ? true : null)"
+    assert bicep.evaluate(keyvault, vault["enablePurgeProtection"], {}) is True
+    assert vault["softDeleteRetentionInDays"] == "softDeleteRetentionInDays"
+    params = bicep.body(main["modules"]["keyVault"])["params"]
+    assert params["enablePurgeProtection"] == "keyVaultPurgeProtection"
+    assert params["softDeleteRetentionInDays"] == "keyVaultSoftDeleteRetentionDays"
+    retention = main["parameters"]["keyVaultSoftDeleteRetentionDays"]
+    assert retention["default"] == 7
+    assert bicep.decorators(retention)["min_value"] == 7
+    assert bicep.decorators(retention)["max_value"] == 90
+
+
+def diagnostic_settings(path: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: bicep.body(resource)
+        for name, resource in resources(path).items()
+        if resource["type"] == "Microsoft.Insights/diagnosticSettings"
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "scope", "categories"),
+    [
+        # Every secret read (the platform's, an admin's, a denied one) leaves an audit row.
+        ("modules/keyvault.bicep", "vault", ["AuditEvent"]),
+        # Management changes to the namespace and its entities (runtime audit: Premium only).
+        ("modules/servicebus.bicep", "namespace", ["OperationalLogs"]),
+    ],
+)
+def test_audit_logs_go_to_the_monitoring_workspace(
+    path: str, scope: str, categories: list[str]
+) -> None:
+    (setting,) = diagnostic_settings(path).values()
+    assert setting["scope"] == scope
+    properties = setting["properties"]
+    assert properties["workspaceId"] == "logAnalyticsWorkspaceId"
+    assert properties["logAnalyticsDestinationType"] == "Dedicated"
+    assert [log["category"] for log in properties["logs"]] == categories
+    assert all(log["enabled"] is True for log in properties["logs"])
+    main = bicep.template("main.bicep")
+    module = next(m for m in main["modules"].values() if m["detail"]["path"] == path)
+    workspace = bicep.body(module)["params"]["logAnalyticsWorkspaceId"]
+    assert bicep.render(workspace) == "monitoring.outputs.workspaceId"
+    monitoring = bicep.template("modules/monitoring.bicep")
+    assert bicep.render(monitoring["outputs"]["workspaceId"]["value"]) == "workspace.id"
+
+
 def test_teams_secret_only_exists_once_configured() -> None:
     vault = bicep.template("modules/keyvault.bicep")
     assert bicep.condition(vault["resources"]["teamsWebhookSecret"]) == "hasTeamsWebhook"
@@ -239,6 +298,7 @@ ALLOWED_HOSTS = {
     "graph.microsoft.com",  # the Graph API the hooks call; the graphBaseUrl default
     "schema.management.azure.com",  # main.parameters.json's $schema
     "servicebus.windows.net",  # the namespace's host name, in a comment
+    "learn.microsoft.com",  # Microsoft's documentation, cited in comments (role scopes, log categories)
 }
 HOST = re.compile(r"\b(?:[a-z0-9-]+\.)+(?:com|net|org|io|dev|ms|us|cn|cloud|app)\b", re.I)
 # `extension x` (and `provider x`, its earlier name) loads a Bicep extension from a registry.

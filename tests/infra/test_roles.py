@@ -5,8 +5,9 @@ What the code needs, and why:
   topic subscription they listen to (not the topic, not the namespace);
 - shared/adapters/servicebus.py sends changes and commands to the queue (webhook, sync, ops routes) and
   alerts to the topic: Data Sender on those two entities;
-- the tables: Storage Table Data Contributor; on the account because the code creates its tables
-  if missing (create_table_if_not_exists), which a table-scoped role refuses;
+- the tables: Storage Table Data Contributor on each of devicemon's tables, not the account: the
+  tables come from storage.bicep, and with an identity the app never creates one
+  (shared/adapters/table_adapter.py), which a table-scoped role would refuse;
 - the Functions host's blob storage (AzureWebJobsStorage, the deployment package): Storage Blob
   Data Owner on the account;
 - the Key Vault references: Key Vault Secrets User on each referenced secret;
@@ -30,6 +31,8 @@ QUEUE = "Microsoft.ServiceBus/namespaces/queues"
 TOPIC = "Microsoft.ServiceBus/namespaces/topics"
 SUBSCRIPTION = "Microsoft.ServiceBus/namespaces/topics/subscriptions"
 STORAGE = "Microsoft.Storage/storageAccounts"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+TABLE_ROLE = "Storage Table Data Contributor"
 SECRET = "Microsoft.KeyVault/vaults/secrets"
 APP_INSIGHTS = "Microsoft.Insights/components"
 
@@ -38,7 +41,7 @@ RECEIVER = "Azure Service Bus Data Receiver"
 
 EXPECTED = {
     ("Storage Blob Data Owner", STORAGE, "hostRoles"),
-    ("Storage Table Data Contributor", STORAGE, None),
+    (TABLE_ROLE, TABLE, "loop:tableNames"),
     (SENDER, QUEUE, None),
     (RECEIVER, QUEUE, None),
     (SENDER, TOPIC, None),
@@ -100,6 +103,44 @@ def test_nothing_on_a_namespace_vault_group_or_subscription() -> None:
                 assert path.name == "rbac.bicep", (
                     f"{path.name}: {name} (role assignments live in rbac.bicep)"
                 )
+
+
+def test_the_table_role_is_on_each_table_and_never_on_the_account() -> None:
+    table_roles = {a for a in assignments() if a.role == TABLE_ROLE}
+    assert table_roles == {Assignment(TABLE_ROLE, TABLE, "loop:tableNames")}
+    assert not {a for a in assignments() if a.scope_type == STORAGE and a.role == TABLE_ROLE}
+    rbac = bicep.template(RBAC)
+    # One assignment per table of the tableNames parameter, each scoped to that table, named
+    # after it (a stable name per table, so a re-provision updates rather than duplicates).
+    tables = rbac["resources"]["tables"]
+    assert tables["existing"] and bicep.loop(tables) == {
+        "item_name": "tableName",
+        "array_name": "tableNames",
+    }
+    assert bicep.render(bicep.body(tables)["parent"]) == "tableService"
+    assert bicep.body(rbac["resources"]["tableService"])["name"] == "default"
+    assign = rbac["resources"]["tableDataContributors"]
+    config = bicep.body(assign)
+    assert bicep.render(config["scope"]) == "tables[i]"
+    assert (
+        bicep.render(config["name"])
+        == "guid(tables[i].id, principalId, roles.storageTableDataContributor)"
+    )
+    assert rbac["variables"]["roles"]["value"]["storageTableDataContributor"] == (
+        "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+    )
+
+
+def test_both_principals_get_the_tables_storage_created() -> None:
+    """The same list storage.bicep creates from main's tableNames, taken from its output so the
+    assignments wait for the tables."""
+    storage = bicep.template("modules/storage.bicep")
+    assert bicep.render(storage["outputs"]["tableNames"]["value"]["config"]) == "tables[i].name"
+    main = bicep.template("main.bicep")
+    assert bicep.body(main["modules"]["storage"])["params"]["tableNames"] == "tableNames"
+    for name, module in rbac_modules().items():
+        params = bicep.body(module)["params"]
+        assert bicep.render(params["tableNames"]) == "storage.outputs.tableNames", name
 
 
 def rbac_modules() -> dict[str, dict[str, Any]]:
