@@ -1,21 +1,27 @@
 """Service Bus trigger on `device-changes` (sessions: one device at a time, in order).
 
 Returning completes the message; raising abandons it, and Service Bus dead-letters it after the
-queue's max delivery count. A message that can never be processed is logged with its reason on
+queue's max delivery count. A change that failed for a reason that may pass (Graph or storage
+down) is not abandoned, which Service Bus would redeliver at once: its next attempt is scheduled
+with a growing delay (shared/retry.py) and this delivery completes, so a long outage ends in
+late evaluations, not in the dead-letter queue. A message that can never be processed is logged with its reason on
 every attempt (see docs/reliability.md for why the reason travels in logs, not the DLQ).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 
-from handlers.messages import counts_failures, log_poison
+from handlers.messages import counts_failures, log_poison, record_failure
 from shared import logs
-from shared.core.changes import ChangeMessageError, DeviceChange
+from shared.adapters.store import HistoryConflict
+from shared.core.changes import ChangeMessageError, DeviceChange, retry_of
 from shared.core.commands import is_command
 from shared.processing.pipeline import Outcome
+from shared.retry import MAX_REDELIVERIES, redelivery_delay
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.processor")
@@ -61,6 +67,49 @@ async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) ->
             device_id=change.device_id,
             correlation_id=change.correlation_id,
             delivery_count=msg.delivery_count,
+            attempt=change.attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
-        raise
+        if isinstance(exc, HistoryConflict) or change.attempt >= MAX_REDELIVERIES:
+            raise  # no later try fixes it, or the outage outlasted ~40 minutes: the DLQ
+        if not await _reschedule(rt, msg, change, exc):
+            raise
+        return None
+
+
+async def _reschedule(
+    rt: Runtime, msg: func.ServiceBusMessage, change: DeviceChange, exc: Exception
+) -> bool:
+    """Schedule the change's next attempt with a growing delay; the caller then completes this
+    delivery. Scheduled before completed: a crash in between leaves two tries of one change,
+    which the pipeline makes idempotent, never none. False when Service Bus refused the
+    schedule too (the message is then abandoned as usual)."""
+    retry = retry_of(change)
+    delay = redelivery_delay(retry.attempt)
+    try:
+        await (
+            rt.change_queue()
+            .with_timeout(None)
+            .schedule(retry, datetime.now(UTC) + timedelta(seconds=delay))
+        )
+    except Exception as schedule_exc:
+        logs.event(
+            log,
+            "reschedule_failed",
+            level=logging.WARNING,
+            device_id=change.device_id,
+            error=type(schedule_exc).__name__,
+        )
+        return False
+    await record_failure(rt, "processor", msg, exc)  # still a failure, for health's count
+    logs.event(
+        log,
+        "processing_rescheduled",
+        level=logging.WARNING,
+        device_id=change.device_id,
+        correlation_id=change.correlation_id,
+        attempt=retry.attempt,
+        delay_seconds=delay,
+        message_id=retry.message_id,
+    )
+    return True

@@ -74,3 +74,17 @@ async def retrying(
                     f"server asked to wait {hint.retry_after:.0f}s, more than we hold a lock: {exc}"
                 ) from exc
             await asyncio.sleep(policy.delay(attempt, hint))
+
+
+# Across deliveries: a device change that failed for a reason that may pass (Graph or storage
+# down, throttled past what a lock is worth) is scheduled again later instead of being abandoned,
+# which Service Bus would redeliver at once and dead-letter after ten quick failures.
+# 10 s, 20 s, 40 s, 80 s, 160 s, then every 5 minutes: about 40 minutes over 12 attempts.
+MAX_REDELIVERIES = 12
+
+
+def redelivery_delay(attempt: int) -> float:
+    """Seconds before the `attempt`-th rescheduled try (1-based); 0 under the testing switch."""
+    if _testing:
+        return 0.0
+    return float(min(300, 10 * 2 ** (attempt - 1)))

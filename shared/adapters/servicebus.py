@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage
@@ -219,6 +220,13 @@ class ChangeQueue:
             await self._pool.run(
                 lambda sender: send_batched(sender, messages), within=self._timeout
             )
+        )
+
+    async def schedule(self, change: DeviceChange, at: datetime) -> None:
+        """Enqueue `change` to become visible at `at` (Service Bus scheduled messages)."""
+        message = change_message(change)
+        await self._pool.run(
+            lambda sender: sender.schedule_messages(message, at), within=self._timeout
         )
 
     async def send_commands(self, commands: Iterable[Command]) -> int:

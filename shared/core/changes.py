@@ -12,8 +12,9 @@ take a known device for a new one and run in a second session beside the device'
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared.core.models import Source
@@ -41,6 +42,8 @@ class DeviceChange:
     received_at: str
     tenant_id: str = ""
     subscription_id: str = ""
+    # How many times this change was rescheduled after a failure that may pass (retry.py).
+    attempt: int = 0
 
     def __post_init__(self) -> None:
         # Frozen: the normalised id is set once, whoever builds the change.
@@ -76,4 +79,17 @@ class DeviceChange:
             received_at=str(body.get("received_at") or ""),
             tenant_id=str(body.get("tenant_id") or ""),
             subscription_id=str(body.get("subscription_id") or ""),
+            attempt=_attempt(body.get("attempt")),
         )
+
+
+def _attempt(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def retry_of(change: DeviceChange) -> DeviceChange:
+    """The same change, for its next scheduled attempt. A new message id: the queue's duplicate
+    detection would drop a copy that kept the original's."""
+    attempt = change.attempt + 1
+    message_id = hashlib.sha256(f"{change.message_id}|retry|{attempt}".encode()).hexdigest()[:32]
+    return replace(change, attempt=attempt, message_id=message_id)
