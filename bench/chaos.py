@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -33,8 +34,9 @@ from typing import Any
 from bench.common import machine
 from bench.massevent import LOST, RESTORED, Mass, dumps, notification, tally
 from local import stack as local_stack
+from shared.sources.sync import DeltaSync
 
-PHASE_WITHIN = 240.0  # seconds a phase may take to converge before the row is marked failed
+PHASE_WITHIN = 420.0  # seconds a phase may take to converge before the row is marked failed
 Hook = Callable[[Mass], Awaitable[None]]
 
 
@@ -87,6 +89,39 @@ def graph_faults(*rules: dict[str, Any]) -> Hook:
     return hook
 
 
+_outages: set[asyncio.Task[None]] = set()
+
+
+def graph_outage(seconds: float) -> Hook:
+    """Every device read fails with 503 from the start of the phase for `seconds`."""
+
+    async def hook(m: Mass) -> None:
+        await asyncio.to_thread(
+            functools.partial(
+                m.sim.add_fault, status=503, fraction=1.0, count=1_000_000, path=GRAPH_ROUTE
+            )
+        )
+
+        async def end() -> None:
+            await asyncio.sleep(seconds)
+            await asyncio.to_thread(m.sim.clear_faults)
+
+        task = asyncio.create_task(end())  # the phase goes on while Graph is down
+        _outages.add(task)
+        task.add_done_callback(_outages.discard)
+
+    return hook
+
+
+def freeze_azurite_for(seconds: float) -> Hook:
+    async def hook(m: Mass) -> None:
+        await asyncio.to_thread(m.stack.freeze, "azurite")
+        await asyncio.sleep(seconds)
+        await asyncio.to_thread(m.stack.thaw, "azurite")
+
+    return hook
+
+
 async def clear_graph_faults(m: Mass) -> None:
     await asyncio.to_thread(m.sim.clear_faults)
 
@@ -113,6 +148,44 @@ async def send_racing_delta(m: Mass, kind: str) -> None:
             raise RuntimeError(f"delta sync failed: {result}")
 
     await asyncio.gather(send_once(m, kind), sync())
+
+
+async def send_by_a_sync_that_dies(m: Mass, kind: str) -> None:
+    """The phase's changes travel only by the delta sync, and the first sync run dies mid-run
+    (its task is cancelled after its first pages: no release, no failure record, exactly what a
+    killed process leaves). The runner then asks for a sync every 5 s, as the timer and
+    `POST /api/ops/sync` would, until one completes: the dead run's lease must expire by itself
+    (60 s, not renewed) and the next run resume from the saved cursor."""
+    books = await m.runtime.bookkeeping()
+
+    def sync(owner: str) -> DeltaSync:
+        return DeltaSync(
+            graph=m.runtime.graph_json(),
+            books=books,
+            sink=m.runtime.change_queue().with_timeout(None),
+            page_size=10,
+            owner=owner,
+        )
+
+    await asyncio.to_thread(m.sim.set_latency, 200)  # slow pages, so the run dies mid-way
+    doomed = asyncio.create_task(sync(f"doomed-{kind}").run(f"chaos-{kind}"))
+    for _ in range(200):
+        if (await books.sync_state()).link and (await books.sync_state()).lease_owner:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
+    doomed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await doomed
+    await asyncio.to_thread(m.sim.set_latency, 0)
+    busy = 0
+    while True:
+        result = await sync(f"survivor-{kind}").run(f"chaos-{kind}-retry")
+        if result.outcome == "completed":
+            break
+        busy += result.outcome == "busy"
+        await asyncio.sleep(5)
+    print(f"  {kind}: the dead run's lease turned away {busy} sync request(s)", flush=True)
 
 
 GRAPH_ROUTE = "^/devices"  # device and managed-device reads by the processor
@@ -161,6 +234,23 @@ FAULTS = [
             {"status": 500, "fraction": 0.1, "count": 150, "path": GRAPH_ROUTE},
         ),
         after=clear_graph_faults,
+    ),
+    Fault(
+        "graph-outage-90s",
+        "every Graph device read answers 503 for 90 s from the start of the phase",
+        before=graph_outage(90),
+        after=clear_graph_faults,
+    ),
+    Fault(
+        "azurite-outage-70s",
+        "Azurite SIGSTOPped mid-phase for 70 s, then SIGCONT",
+        during=freeze_azurite_for(70),
+    ),
+    Fault(
+        "sync-crash",
+        "changes travel only by the delta sync, and its first run dies mid-run holding the "
+        "lease; a sync is requested every 5 s until one completes",
+        send=send_by_a_sync_that_dies,
     ),
     Fault(
         "duplicate-out-of-order",
