@@ -36,6 +36,7 @@ from local.graphsim.admin import SimAdmin
 from local.ports import free_port, wait_for_port
 from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.graph_helpers import hybrid_fleet
 from tests.servicebus_helpers import (
     body_json,
     drain_dead_letters,
@@ -48,24 +49,6 @@ POST_BATCH = 50  # notifications per webhook POST
 
 # The sweep runs during chaos (docs/reliability.md says so): every 10 s, for alerts pending 10 s.
 SWEEP_ENV = {"SWEEP_SCHEDULE": "*/10 * * * * *", "PENDING_ALERT_SWEEP_SECONDS": "10"}
-
-
-def fleet(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": str(uuid.uuid4()),
-            "deviceId": str(uuid.uuid4()),
-            "displayName": f"BRANCH-PC-{n:04d}",
-            "trustType": "ServerAd",
-            "profileType": "RegisteredDevice",
-            "isCompliant": None,
-            "isManaged": False,
-            "accountEnabled": True,
-            "operatingSystem": "Windows",
-            "operatingSystemVersion": "10.0.22631.4460",
-        }
-        for n in range(count)
-    ]
 
 
 def notification(tenant: str, device_id: str, notification_id: str | None = None) -> dict[str, Any]:
@@ -197,7 +180,7 @@ class Mass:
 
     async def baseline(self) -> float:
         """Create the fleet (all eligible) and sync it: first sightings, no alerts. Seconds."""
-        devices = fleet(self.devices)
+        devices = hybrid_fleet(self.devices)
         await asyncio.to_thread(self.sim.upsert_devices, devices, False)
         self.ids = [d["id"] for d in devices]
         started = time.perf_counter()

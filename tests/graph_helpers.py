@@ -43,3 +43,23 @@ def add_device(
         )
         device["managedId"] = managed["id"]
     return device
+
+
+def hybrid_fleet(count: int) -> list[dict[str, Any]]:
+    """`count` registered hybrid joined Windows devices with no Intune record (eligible by their
+    join alone under compliant_or_hybrid): the fleet of the mass-event tests and benchmarks."""
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "deviceId": str(uuid.uuid4()),
+            "displayName": f"BRANCH-PC-{n:04d}",
+            "trustType": "ServerAd",
+            "profileType": "RegisteredDevice",
+            "isCompliant": None,
+            "isManaged": False,
+            "accountEnabled": True,
+            "operatingSystem": "Windows",
+            "operatingSystemVersion": "10.0.22631.4460",
+        }
+        for n in range(count)
+    ]

@@ -31,6 +31,7 @@ from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from tests.conftest import CLIENT_STATE
+from tests.graph_helpers import hybrid_fleet
 from tests.servicebus_helpers import (
     body_json,
     drain_dead_letters,
@@ -78,24 +79,6 @@ async def host(
             yield running
     finally:
         use_runtime(None)
-
-
-def fleet_devices(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": str(uuid.uuid4()),
-            "deviceId": str(uuid.uuid4()),
-            "displayName": f"BRANCH-PC-{n:04d}",
-            "trustType": "ServerAd",
-            "profileType": "RegisteredDevice",
-            "isCompliant": None,
-            "isManaged": False,
-            "accountEnabled": True,
-            "operatingSystem": "Windows",
-            "operatingSystemVersion": "10.0.22631.4460",
-        }
-        for n in range(count)
-    ]
 
 
 async def eventually(check: Callable[[], Any], within: float = 180.0) -> Any:
@@ -163,7 +146,7 @@ async def nothing_lost(stack: Any, rt: Runtime) -> None:
 
 
 async def baseline(host: DevHost, rt: Runtime, sim: SimAdmin, count: int) -> list[str]:
-    devices = fleet_devices(count)
+    devices = hybrid_fleet(count)
     await asyncio.to_thread(sim.upsert_devices, devices, False)
     ids = [d["id"] for d in devices]
     result = await (await rt.delta_sync()).run("baseline")
