@@ -70,11 +70,20 @@ async def handle(msg: func.ServiceBusMessage, runtime: Runtime | None = None) ->
             attempt=change.attempt,
             error=f"{type(exc).__name__}: {exc}",
         )
-        if isinstance(exc, HistoryConflict) or change.attempt >= MAX_REDELIVERIES:
+        if not may_pass(exc) or change.attempt >= MAX_REDELIVERIES:
             raise  # no later try fixes it, or the outage outlasted ~40 minutes: the DLQ
         if not await _reschedule(rt, msg, change, exc):
             raise
         return None
+
+
+def may_pass(exc: BaseException) -> bool:
+    """Whether a later try may succeed: not for a table that contradicts itself, nor for a
+    request Graph refuses as such (4xx other than throttling or a timeout)."""
+    if isinstance(exc, HistoryConflict):
+        return False
+    status = getattr(exc, "response_status_code", None)  # kiota's APIError (Graph answers)
+    return not (isinstance(status, int) and 400 <= status < 500 and status not in (408, 429))
 
 
 async def _reschedule(

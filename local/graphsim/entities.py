@@ -45,6 +45,9 @@ DEVICE_PROPS: tuple[str, ...] = (
     "operatingSystem",
     "operatingSystemVersion",
     "physicalIds",
+    # device resource (v1.0): "alternativeSecurityIds ... Not nullable"; a hybrid device gets one
+    # when it completes registration, a Pending one has none (entra-docs how-to-hybrid-join-verify)
+    "alternativeSecurityIds",
     "profileType",
     "registrationDateTime",
     "systemLabels",
@@ -148,6 +151,7 @@ def new_device(props: Mapping[str, Any]) -> dict[str, Any]:
             "approximateLastSignInDateTime": now,
             "deviceVersion": 2,
             "physicalIds": [],
+            "alternativeSecurityIds": [],
             "systemLabels": [],
             "extensionAttributes": dict.fromkeys(EXTENSION_ATTRIBUTES),
         }

@@ -142,6 +142,7 @@ def generate_fleet(
             "operatingSystem": os_name,
             "operatingSystemVersion": os_version,
             "physicalIds": [],
+            "alternativeSecurityIds": [],
             "profileType": "RegisteredDevice",
             "registrationDateTime": registered,
             "systemLabels": [],

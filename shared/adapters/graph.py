@@ -50,6 +50,8 @@ DEVICE_SELECT = [
     "approximateLastSignInDateTime",
     "registrationDateTime",
     "mdmAppId",
+    "profileType",  # with alternativeSecurityIds: a hybrid join that is still pending
+    "alternativeSecurityIds",
 ]
 MANAGED_SELECT = [
     "id",

@@ -49,6 +49,18 @@ def join_type_of(device: DeviceSnapshot) -> JoinType:
     return _TRUST_TYPES.get((device.trust_type or "").lower(), JoinType.UNKNOWN)
 
 
+def hybrid_join_pending(device: DeviceSnapshot) -> bool:
+    """Synced by Entra Connect but not registered yet: trustType ServerAd, a profileType other
+    than RegisteredDevice and no alternativeSecurityIds. Such a device "can't complete any ...
+    authentication requests, such as ... applying device-based Conditional Access policies"
+    (SupportArticles-docs `pending-devices.md`; entra-docs `how-to-hybrid-join-verify.yml`).
+    Judged only on what Graph sent: without profileType nothing says the join is pending."""
+    if join_type_of(device) is not JoinType.HYBRID_JOINED or device.profile_type is None:
+        return False
+    registered = device.profile_type.lower() == "registereddevice"
+    return not registered and not device.alternative_security_ids
+
+
 def management_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Management:
     if managed is not None:
         if managed.management_agent in CO_MANAGEMENT_AGENTS:
@@ -160,7 +172,11 @@ def evaluate(
             reasons=(Reason.DEVICE_DELETED,),
         )
     compliance = compliance_of(device, managed)
-    missing = _missing_controls(policy, _compliance_reason(device), _join_reason(join_type))
+    if hybrid_join_pending(device):
+        # Neither control can be met until the registration completes, whatever the policy.
+        missing: tuple[Reason, ...] = (Reason.HYBRID_JOIN_PENDING,)
+    else:
+        missing = _missing_controls(policy, _compliance_reason(device), _join_reason(join_type))
     # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
     disabled = device.account_enabled is False
     reasons = ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing

@@ -59,6 +59,16 @@ REASONS: dict[str, Explanation] = {
             "`dsregcmd /status` on the device.",
         ),
         Explanation(
+            Reason.HYBRID_JOIN_PENDING,
+            "hybrid join pending",
+            "Entra Connect synced the device but it has not completed its hybrid join "
+            "registration (Pending): it cannot pass any device-based Conditional Access "
+            "control, compliant or hybrid, until it does.",
+            "On the device, as the user, sign in on the corporate network (or over VPN) and run "
+            "`dsregcmd /status`; check the device is in Entra Connect's sync scope. A hybrid "
+            "device deleted in Entra comes back Pending and must register again.",
+        ),
+        Explanation(
             Reason.NOT_JOINED,
             "not joined",
             "The device is only registered (or not joined at all), and the policy requires "

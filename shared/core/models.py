@@ -50,6 +50,7 @@ class Reason(StrEnum):
     COMPLIANCE_UNKNOWN = "COMPLIANCE_UNKNOWN"
     NOT_HYBRID_JOINED = "NOT_HYBRID_JOINED"
     NOT_JOINED = "NOT_JOINED"
+    HYBRID_JOIN_PENDING = "HYBRID_JOIN_PENDING"
 
 
 class Warning_(StrEnum):
@@ -96,6 +97,10 @@ class DeviceSnapshot:
     approximate_last_sign_in: datetime | None = None
     registration_time: datetime | None = None
     mdm_app_id: str | None = None
+    # What tells a registered hybrid join from a pending one: profile_type "" when Graph sent
+    # null, None when it was not read (an old snapshot, a partial delta item).
+    profile_type: str | None = None
+    alternative_security_ids: int | None = None
     deleted: bool = False
 
 

@@ -67,6 +67,8 @@ def device_from_json(data: Any) -> DeviceSnapshot:
         approximate_last_sign_in=parse_time(data.get("approximateLastSignInDateTime")),
         registration_time=parse_time(data.get("registrationDateTime")),
         mdm_app_id=_str(data, "mdmAppId"),
+        profile_type=_present(data, "profileType"),
+        alternative_security_ids=_count(data, "alternativeSecurityIds"),
         deleted="@removed" in data,
     )
 
@@ -82,3 +84,18 @@ def managed_device_from_json(data: Any) -> ManagedDeviceSnapshot:
         last_sync=parse_time(data.get("lastSyncDateTime")),
         user_principal_name=_str(data, "userPrincipalName"),
     )
+
+
+def _count(data: dict[str, Any], key: str) -> int | None:
+    """How many items a collection property holds; None when Graph did not send it."""
+    value = data.get(key)
+    return len(value) if isinstance(value, list) else None
+
+
+def _present(data: dict[str, Any], key: str) -> str | None:
+    """A string property, "" when Graph sent it as null, None when Graph did not send it: a
+    pending hybrid device is told apart by a null profileType, an old snapshot by its absence."""
+    if key not in data:
+        return None
+    value = data[key]
+    return value if isinstance(value, str) else ""

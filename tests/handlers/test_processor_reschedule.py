@@ -92,3 +92,21 @@ async def test_an_outage_longer_than_ten_deliveries_ends_in_an_evaluation_not_th
     assert dead == []
     failures = await (await one_try.failure_log()).count_since(datetime(2000, 1, 1, tzinfo=UTC))
     assert failures == 12  # every failed try counted for health
+
+
+def test_only_failures_that_may_pass_are_rescheduled() -> None:
+    from kiota_abstractions.api_error import APIError
+
+    from handlers.processor import may_pass
+    from shared.adapters.store import HistoryConflict
+
+    def graph(status: int) -> APIError:
+        error = APIError(f"Graph answered {status}")
+        error.response_status_code = status
+        return error
+
+    assert may_pass(ConnectionError("storage unreachable"))
+    assert may_pass(graph(503)) and may_pass(graph(429)) and may_pass(graph(408))
+    assert not may_pass(graph(400))  # a request Graph refuses will be refused again
+    assert not may_pass(graph(403))
+    assert not may_pass(HistoryConflict("0b0c8c1e-6a0e-4d7b-9a59-2a4b3e6f7c81", 3, 4))
