@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,6 +249,9 @@ class Stack:
                 raise RuntimeError(f"{name} is not running")
             assert component.proc is not None
             component.proc.send_signal(signal.SIGSTOP)
+            # Signals are delivered asynchronously: return only once the process is stopped,
+            # so that the caller's next step really meets a frozen component.
+            _wait_for_state(component.proc.pid, stopped=True)
             component.frozen = True
 
     def thaw(self, name: str) -> None:
@@ -258,6 +262,7 @@ class Stack:
                 raise RuntimeError(f"{name} is not running")
             assert component.proc is not None
             component.proc.send_signal(signal.SIGCONT)
+            _wait_for_state(component.proc.pid, stopped=False)
             component.frozen = False
 
     def outage(self, name: str, seconds: float, mode: OutageMode = "freeze") -> Outage:
@@ -463,3 +468,19 @@ def start(log_dir: Path | None = None) -> Stack:
         stack.stop()
         raise
     return stack
+
+
+def _wait_for_state(pid: int, *, stopped: bool, within: float = 5.0) -> None:
+    """Wait until /proc says the process is stopped (state T) or not; gives up after `within`
+    seconds (a platform without /proc, or a process that exited, returns at once)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            # The state is the field after the parenthesised command name.
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if (state == "T") is stopped:
+            return
+        time.sleep(0.01)
