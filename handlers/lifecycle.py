@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.functions as func
 
@@ -16,6 +17,7 @@ from handlers.responses import body_within_limit, json_error, validation_respons
 from shared import logs
 from shared.core.commands import Command
 from shared.runtime import Runtime, current
+from shared.settings import Settings
 from shared.sources.notifications import (
     MalformedNotification,
     client_state_matches,
@@ -52,7 +54,35 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
         )
         return json_error(400, "malformedNotification", str(exc))
 
-    now = datetime.now(UTC).isoformat()
+    commands, dropped = lifecycle_commands(items, settings, datetime.now(UTC).isoformat())
+    if dropped:
+        logs.event(log, "lifecycle_dropped", level=logging.WARNING, counts=dict(dropped))
+    if commands:
+        try:
+            await rt.change_queue().send_commands(commands)
+        except Exception as exc:
+            logs.event(
+                log,
+                "enqueue_failed",
+                level=logging.ERROR,
+                error=type(exc).__name__,
+                count=len(commands),
+            )
+            return json_error(
+                503, "enqueueFailed", "could not queue the lifecycle work; retry later"
+            )
+    return func.HttpResponse(status_code=202)
+
+
+def lifecycle_commands(
+    items: list[Any], settings: Settings, now: str
+) -> tuple[list[Command], Counter[str]]:
+    """The control commands Graph's lifecycle notifications ask for, and what was dropped.
+
+    Shared with the notification URL: Graph sends lifecycle notifications there when a
+    subscription has no separate lifecycleNotificationUrl (microsoft-graph-docs-contrib
+    concepts/webhooks-lifecycle.md), so both routes must turn them into the same commands.
+    """
     commands: list[Command] = []
     dropped: Counter[str] = Counter()
     for item in items:
@@ -100,20 +130,8 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
             subscription_id=subscription_id,
             command=name,
         )
-    if dropped:
-        logs.event(log, "lifecycle_dropped", level=logging.WARNING, counts=dict(dropped))
-    if commands:
-        try:
-            await rt.change_queue().send_commands(commands)
-        except Exception as exc:
-            logs.event(
-                log,
-                "enqueue_failed",
-                level=logging.ERROR,
-                error=type(exc).__name__,
-                count=len(commands),
-            )
-            return json_error(
-                503, "enqueueFailed", "could not queue the lifecycle work; retry later"
-            )
-    return func.HttpResponse(status_code=202)
+    return commands, dropped
+
+
+def is_lifecycle_notification(item: Any) -> bool:
+    return isinstance(item, dict) and "lifecycleEvent" in item

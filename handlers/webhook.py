@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
+from handlers.lifecycle import is_lifecycle_notification, lifecycle_commands
 from handlers.responses import body_within_limit, json_error, validation_response
 from shared import logs
 from shared.runtime import Runtime, current
@@ -42,17 +43,26 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
         return json_error(400, "malformedNotification", str(exc))
 
     received_at = datetime.now(UTC).isoformat()
+    lifecycle_items = [item for item in items if is_lifecycle_notification(item)]
+    commands, lifecycle_dropped = lifecycle_commands(lifecycle_items, settings, received_at)
     result = triage(
-        items,
+        [item for item in items if not is_lifecycle_notification(item)],
         client_state=settings.client_state,
         allowed_tenants=settings.allowed_tenant_ids,
         received_at=received_at,
     )
-    if result.dropped:
-        logs.event(log, "notifications_dropped", level=logging.WARNING, counts=dict(result.dropped))
-    if result.changes:
+    dropped = result.dropped + lifecycle_dropped
+    if dropped:
+        logs.event(log, "notifications_dropped", level=logging.WARNING, counts=dict(dropped))
+    if result.changes or commands:
         try:
-            await rt.change_queue().send(result.changes)
+            # Both are idempotent on redelivery (deterministic message ids, command dedupe
+            # keys), so a 503 after one of the two sends succeeded is safe for Graph to retry.
+            queue = rt.change_queue()
+            if result.changes:
+                await queue.send(result.changes)
+            if commands:
+                await queue.send_commands(commands)
         except Exception as exc:
             # Not durably queued: a 5xx makes Graph deliver again; a 202 would lose the change.
             logs.event(
@@ -60,7 +70,7 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
                 "enqueue_failed",
                 level=logging.ERROR,
                 error=type(exc).__name__,
-                count=len(result.changes),
+                count=len(result.changes) + len(commands),
             )
             return json_error(
                 503, "enqueueFailed", "could not queue the notifications; retry later"
@@ -77,7 +87,8 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
         log,
         "notifications_handled",
         accepted=len(result.changes),
-        dropped=sum(result.dropped.values()),
+        lifecycle=len(commands),
+        dropped=sum(dropped.values()),
         duration_ms=round((time.perf_counter() - started) * 1000, 1),
     )
     return func.HttpResponse(status_code=202)

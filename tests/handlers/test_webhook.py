@@ -126,6 +126,34 @@ async def test_graph_redelivering_the_same_post_queues_it_once(
     )
 
 
+async def test_lifecycle_events_sent_to_the_notification_url_become_commands(
+    runtime: Runtime, tenant: str, stack
+) -> None:
+    # microsoft-graph-docs-contrib concepts/webhooks-lifecycle.md: "you can use the existing
+    # notificationUrl endpoint that already receives change notifications, or you can register a
+    # separate lifecycleNotificationUrl". The payload shape is that page's `missed` example.
+    device = str(uuid.uuid4())
+    missed = {
+        "subscriptionId": "7c6d8ba3-6b52-4bd9-a7a3-6b4c2e1e4f3a",
+        "subscriptionExpirationDateTime": "2026-12-20T00:00:00Z",
+        "tenantId": tenant,
+        "clientState": CLIENT_STATE,
+        "lifecycleEvent": "missed",
+    }
+    forged = {**missed, "clientState": "forged", "lifecycleEvent": "subscriptionRemoved"}
+    response = await webhook.notifications(
+        post(payload(missed, forged, notification(device, tenant))), runtime
+    )
+
+    assert response.status_code == 202
+    messages = drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+    by_session = {m.session_id: body_json(m) for m in messages}
+    assert set(by_session) == {"devicemon-control", device}
+    command = by_session["devicemon-control"]
+    assert (command["name"], command["reason"]) == ("sync", "lifecycle:missed")
+    assert command["subscription_id"] == missed["subscriptionId"]
+
+
 async def test_foreign_client_state_and_tenant_are_dropped_and_counted(
     runtime: Runtime, tenant: str, stack, caplog: pytest.LogCaptureFixture
 ) -> None:
