@@ -6,18 +6,24 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export DEVICEMON_ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: setup run test lint lint-infra format bench chaos clean
+.PHONY: prereqs setup run test lint lint-infra format bench chaos clean
 
-$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml | prereqs
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json | prereqs
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# First, in seconds: what the goals need from the machine (Chromium, Node.js, a C compiler...).
+# As root with apt it installs what is missing, otherwise it stops with the command to run.
+# The list lives in local/prereqs.py, shared with .ci/run.
+prereqs:
+	@$(PYTHON) -m local.prereqs $(MAKECMDGOALS)
 
 setup: $(PY_STAMP) $(NODE_STAMP)
 
