@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from shared.core.models import JoinType, Reason
+from shared.core.os_names import os_label
 from shared.core.records import DeviceRecord, HistoryRow
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -25,22 +26,6 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 def is_guid(value: str) -> bool:
     return bool(GUID.match(value))
-
-
-def os_label(operating_system: str | None, version: str | None) -> str:
-    """What people call the OS: 'Windows 11' for 10.0 builds from 22000 on, 'Windows 8.1' for
-    6.3, otherwise the name and major version as Graph gives them ('Android 14', 'macOS 14')."""
-    name = (operating_system or "").strip() or "unknown OS"
-    parts = (version or "").strip().split(".")
-    if name.lower().startswith("windows") and len(parts) >= 2 and parts[0].isdigit():
-        major, minor = parts[0], parts[1]
-        build = int(parts[2]) if len(parts) >= 3 and parts[2].isdigit() else None
-        if major == "10" and minor == "0":
-            return "Windows 11" if build is not None and build >= 22000 else "Windows 10"
-        legacy = {("6", "3"): "8.1", ("6", "2"): "8", ("6", "1"): "7"}.get((major, minor))
-        return f"Windows {legacy}" if legacy else f"Windows {major}.{minor}"
-    head = parts[0] if parts and parts[0] else ""
-    return f"{name} {head}".strip()
 
 
 def record_os_label(record: DeviceRecord) -> str:

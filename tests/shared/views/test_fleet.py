@@ -16,7 +16,6 @@ from shared.views.fleet import (
     encode_token,
     ineligible,
     is_guid,
-    os_label,
     record_changes,
     summarize,
     window_start,
@@ -25,27 +24,6 @@ from tests.shared.views.fleet_data import history, record
 from tests.shared.views.fleet_data import ineligible as bad
 
 ID1, ID2, ID3 = (f"00000000-0000-4000-8000-00000000000{i}" for i in (1, 2, 3))
-
-
-@pytest.mark.parametrize(
-    ("system", "version", "label"),
-    [
-        ("Windows", "10.0.22631.4460", "Windows 11"),
-        ("Windows", "10.0.22000.1", "Windows 11"),
-        ("Windows", "10.0.19045.5131", "Windows 10"),
-        ("Windows", "10.0", "Windows 10"),
-        ("Windows", "6.3.9600", "Windows 8.1"),
-        ("Windows", "6.1.7601", "Windows 7"),
-        ("Windows Server", "6.0.6002", "Windows 6.0"),
-        ("Android", "14", "Android 14"),
-        ("iOS", "17.5.1", "iOS 17"),
-        ("MacMDM", None, "MacMDM"),
-        (None, None, "unknown OS"),
-        ("Windows", "garbage", "Windows garbage"),
-    ],
-)
-def test_os_label(system: str | None, version: str | None, label: str) -> None:
-    assert os_label(system, version) == label
 
 
 @pytest.mark.parametrize(
