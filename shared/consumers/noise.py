@@ -60,6 +60,16 @@ class Seen:
     at: datetime
     lost: bool
     decision: FlapDecision
+    reasons: tuple[str, ...] = ()  # what it lost, or what was fixed when it came back
+
+
+@dataclass(frozen=True, slots=True)
+class Flip:
+    """One change of a flapping device, as its card lists it."""
+
+    at: datetime
+    lost: bool
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +80,12 @@ class FlapState:
 
 
 def flap_step(
-    state: FlapState, alert_id: str, at: datetime, lost: bool, settings: NoiseSettings
+    state: FlapState,
+    alert_id: str,
+    at: datetime,
+    lost: bool,
+    settings: NoiseSettings,
+    reasons: tuple[str, ...] = (),
 ) -> tuple[FlapState, FlapDecision]:
     known = state.recent.get(alert_id)
     if known is not None:
@@ -91,16 +106,15 @@ def flap_step(
     else:
         decision = FlapDecision(FlapAction.POST, skipped=skipped)
         quiet_until, skipped = None, 0
-    recent[alert_id] = Seen(at, lost, decision)
+    recent[alert_id] = Seen(at, lost, decision, reasons)
     return FlapState(recent, quiet_until, skipped), decision
 
 
-def flips(
-    state: FlapState, until: datetime, settings: NoiseSettings
-) -> list[tuple[datetime, bool]]:
+def flips(state: FlapState, until: datetime, settings: NoiseSettings) -> list[Flip]:
     """The device's changes within the flap window ending at `until` (for the flapping card)."""
     start = until - settings.flap_window
-    return sorted((s.at, s.lost) for s in state.recent.values() if start < s.at <= until)
+    found = [Flip(s.at, s.lost, s.reasons) for s in state.recent.values() if start < s.at <= until]
+    return sorted(found, key=lambda f: f.at)
 
 
 # --- mass events -------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import httpx
 
 from shared import logs
 from shared.consumers.noise import FlapAction, MassAction, NoiseSettings
-from shared.consumers.teams_cards import Flip, alert_card, flapping_card, mass_card, message
+from shared.consumers.noise_cards import flapping_card, mass_card
+from shared.consumers.teams_cards import alert_card, message
 from shared.consumers.teams_store import Delivery, DeliveryStatus, TeamsStore
 from shared.core.alert_view import AlertView
 from shared.retry import RetryPolicy, Transient, retrying
@@ -222,7 +223,7 @@ class TeamsNotifier:
         elif mass.action is MassAction.SUPPRESS:
             parts.append("mass-suppressed")
         if mass.action in (MassAction.NORMAL, MassAction.END):
-            flap, seen = await self._store.flap_step(alert, self._noise)
+            flap, flips = await self._store.flap_step(alert, self._noise)
             if flap.action is FlapAction.POST:
                 note = None
                 if flap.skipped:
@@ -232,7 +233,6 @@ class TeamsNotifier:
             elif flap.action is FlapAction.FLAPPING:
                 assert flap.quiet_until is not None
                 window = int(self._noise.flap_window.total_seconds() // 60)
-                flips = [Flip(at, lost) for at, lost in seen]
                 card = flapping_card(alert, flips, window, flap.quiet_until, flap.skipped)
                 payloads.append(message(card))
                 parts.append("flapping")

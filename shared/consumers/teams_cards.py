@@ -1,10 +1,15 @@
 """Adaptive Cards for the Teams channel: what happened to which device, why, and where to look.
 Pure: alert in, JSON out.
 
+Reason codes never sit in a FactSet: Teams caps the width of a fact's title column and breaks a
+long code (HYBRID_JOIN_PENDING) mid-word there. A code stands either at the start of a
+full-width text or alone in an auto-width column that does not wrap (`code_rows`).
+
 Cards declare version 1.4 (what Teams renders for Workflows posts) and use only what a Workflows
 webhook can show: no Action.Submit/Execute, only OpenUrl, ShowCard and ToggleVisibility. Every
 card stays well under Teams' ~28 KB message limit by construction: texts are capped and lists are
-cut to a few entries (tests/shared/consumers/test_teams_cards.py checks a worst case).
+cut to a few entries (tests/shared/consumers/test_teams_cards.py checks a worst case). The
+flapping and mass-event cards are in noise_cards.py.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from urllib.parse import quote
 
 from shared.core import explain
 from shared.core.alert_view import AlertView
+from shared.core.os_names import os_label
 
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -100,6 +106,27 @@ def facts(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return {"type": "FactSet", "facts": [{"title": t, "value": v} for t, v in pairs]}
 
 
+def code_rows(rows: Iterable[tuple[str, str, str]]) -> list[Card]:
+    """One row per code, `(lead, code, words)`: an optional short lead (a count), the code in an
+    auto-width column that never wraps, and its words in the rest of the width."""
+    blocks: list[Card] = []
+    for lead, code, words in rows:
+        columns: list[Card] = []
+        if lead:
+            columns.append(_column("auto", text(lead, wrap=False, weight="Bolder")))
+        columns.append(
+            _column("auto", text(clip(code, 40), wrap=False, weight="Bolder", fontType="Monospace"))
+        )
+        if words:
+            columns.append(_column("stretch", text(words, isSubtle=True)))
+        blocks.append({"type": "ColumnSet", "spacing": "Small", "columns": columns})
+    return blocks
+
+
+def _column(width: str, item: Card) -> Card:
+    return {"type": "Column", "width": width, "items": [item]}
+
+
 def banner(style: str, label: str, title: str, color: str) -> dict[str, Any]:
     """The coloured top of a card: a lost card is red, restored green, noise summaries amber."""
     return {
@@ -150,19 +177,27 @@ def message_size(payload: dict[str, Any]) -> int:
 # --- one alert -------------------------------------------------------------------------------
 
 
-def _device_facts(alert: AlertView) -> list[tuple[str, str]]:
-    os_text = " ".join(p for p in (alert.operating_system, alert.operating_system_version) if p)
+def os_text(alert: AlertView) -> str:
+    """'Windows 11 24H2 (10.0.26100.2314)': the release by name, then the version as read."""
+    if not (alert.operating_system or alert.operating_system_version):
+        return "unknown"
+    named = os_label(alert.operating_system, alert.operating_system_version)
+    version = alert.operating_system_version
+    return clip(f"{named} ({version})" if version else named)
+
+
+def device_facts(alert: AlertView) -> list[tuple[str, str]]:
     return [
         ("Device", clip(alert.name)),
         ("Join type", JOIN_TYPES.get(alert.join_type, clip(alert.join_type))),
-        ("OS", clip(os_text) or "unknown"),
+        ("OS", os_text(alert)),
         ("Owner", clip(alert.user_principal_name) or "unknown"),
         ("Management", MANAGEMENT.get(alert.management, clip(alert.management))),
         ("Compliance", COMPLIANCE.get(alert.compliance, clip(alert.compliance))),
     ]
 
 
-def _reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
+def reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
     blocks: list[Card] = []
     for code in codes:
         meaning, todo = explain.reason(code).meaning, explain.reason(code).action
@@ -174,7 +209,7 @@ def _reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
     return blocks
 
 
-def _technical_details(alert: AlertView) -> Card:
+def technical_details(alert: AlertView) -> Card:
     details = [
         ("Alert id", alert.id),
         ("Correlation id", clip(alert.correlation_id) or "-"),
@@ -201,7 +236,7 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
             f"{name} no longer passes device-based Conditional Access",
             "Attention",
         )
-        why = [heading("Why"), *_reason_blocks(alert.reasons, fixed=False)]
+        why = [heading("Why"), *reason_blocks(alert.reasons, fixed=False)]
         fallback = f"{name} lost eligibility: {', '.join(alert.reasons)}"
     else:
         top = banner(
@@ -210,18 +245,18 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
             f"{name} passes device-based Conditional Access again",
             "Good",
         )
-        why = [heading("What was fixed"), *_reason_blocks(alert.previous_reasons, fixed=True)]
+        why = [heading("What was fixed"), *reason_blocks(alert.previous_reasons, fixed=True)]
         fallback = f"{name} is eligible again (resolved: {', '.join(alert.previous_reasons)})"
     body: list[Card] = [top]
     if note:
         body.append(text(f"Note: {note}", isSubtle=True))
-    body += [facts(_device_facts(alert)), *why]
+    body += [facts(device_facts(alert)), *why]
     if alert.warnings:
         body.append(heading("Also worth knowing"))
         body += [text(f"**{w}**: {explain.warning(w).meaning}") for w in alert.warnings]
     previous = "eligible" if alert.previous_eligible else "not eligible"
     if alert.previous_reasons and not alert.previous_eligible:
-        previous += f" ({', '.join(alert.previous_reasons)})"
+        previous += f" ({explain.reasons_in_words(alert.previous_reasons)})"
     timing = [
         ("Detected", when(alert.detected_at)),
         ("Detected by", SOURCES.get(alert.detection_source, clip(alert.detection_source))),
@@ -233,71 +268,12 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
     body += [heading("When and how"), facts(timing)]
     actions = [
         *device_links(alert.object_id, alert.device_id, alert.managed_device_id),
-        _technical_details(alert),
+        technical_details(alert),
     ]
     return adaptive_card(body, actions, fallback)
 
 
-# --- noise control: a flapping device, a mass event ------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Flip:
-    at: datetime
-    lost: bool
-
-
-def flapping_card(
-    alert: AlertView,
-    flips: list[Flip],
-    window_minutes: int,
-    quiet_until: datetime,
-    skipped: int = 0,
-) -> Card:
-    """One card for a device that keeps losing and regaining eligibility."""
-    name = clip(alert.name, 80)
-    now = "LOST eligibility" if alert.lost else "eligible again"
-    reasons = alert.reasons if alert.lost else ()
-    top = banner(
-        "warning",
-        "🟠 FLAPPING",
-        f"{name} changed eligibility {len(flips)} times in {window_minutes} minutes",
-        "Warning",
-    )
-    latest = f"Latest: **{now}**" + (f" ({', '.join(reasons)})" if reasons else "") + "."
-    body: list[Card] = [
-        top,
-        text(
-            f"{latest} devicemon posts no more cards for this device until {hhmm(quiet_until)}; "
-            "the next change after that comes with the number of changes skipped. The device's "
-            "timeline in devicemon has every change."
-        ),
-        *(
-            [text(f"Note: {skipped} change(s) during the previous quiet period were not posted.")]
-            if skipped
-            else []
-        ),
-        facts(_device_facts(alert)),
-        heading("Recent changes"),
-        facts(
-            (when(f.at), "lost" if f.lost else "restored")
-            for f in sorted(flips, key=lambda f: f.at)[-MAX_LISTED:]
-        ),
-    ]
-    if reasons:
-        body += [heading("Why (latest)"), *_reason_blocks(reasons, fixed=False)]
-    body.append(
-        text(
-            "Frequent flips usually mean a device that keeps failing and passing its compliance "
-            "evaluation (e.g. a setting that drifts back), or an admin toggling it.",
-            isSubtle=True,
-        )
-    )
-    actions = [
-        *device_links(alert.object_id, alert.device_id, alert.managed_device_id),
-        _technical_details(alert),
-    ]
-    return adaptive_card(body, actions, f"{name} is flapping ({len(flips)} changes)")
+# --- a mass event's figures (the noise table builds them; noise_cards.py draws them) ---
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,62 +293,3 @@ class MassSummary:
     @property
     def total(self) -> int:
         return self.lost + self.restored
-
-
-def _counted(counts: dict[str, int], labels: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LISTED]
-    return [((labels or {}).get(k, clip(k, 60)), str(n)) for k, n in ordered]
-
-
-def mass_card(summary: MassSummary, window_minutes: int) -> Card:
-    """One summary card instead of one card per device."""
-    n = summary.total
-    titles = {
-        "start": f"{n} devices changed eligibility within {window_minutes} minutes",
-        "update": f"Mass event continues: {n} devices since {hhmm(summary.first)}",
-        "end": f"Mass event over: {n} devices between {hhmm(summary.first)} and {hhmm(summary.last)}",
-    }
-    label = "🟢 MASS EVENT OVER" if summary.phase == "end" else "🟠 MASS EVENT"
-    body: list[Card] = [
-        banner("warning", label, titles.get(summary.phase, titles["start"]), "Warning"),
-        facts(
-            [
-                ("Lost eligibility", str(summary.lost)),
-                ("Regained eligibility", str(summary.restored)),
-                ("From", when(summary.first)),
-                ("To", when(summary.last)),
-            ]
-        ),
-    ]
-    if summary.reasons:
-        body += [heading("Reasons (devices)"), facts(_counted(summary.reasons))]
-        top, count = max(summary.reasons.items(), key=lambda kv: kv[1])
-        if count * 5 >= n * 4 and top in explain.REASONS:
-            body.append(
-                text(
-                    f"{count} of {n} share **{top}**: one common cause is likely (for "
-                    "compliance, a recently changed or newly assigned Intune compliance policy). "
-                    f"{explain.reason(top).action}"
-                )
-            )
-    if summary.join_types:
-        body += [heading("Join types"), facts(_counted(summary.join_types, JOIN_TYPES))]
-    if summary.devices:
-        shown = ", ".join(clip(d, 60) for d in summary.devices[:MAX_LISTED])
-        more = n - min(len(summary.devices), MAX_LISTED)
-        body += [heading("Devices"), text(shown + (f" and {more} more" if more > 0 else ""))]
-    if summary.phase == "end":
-        body.append(text("Cards for single devices are posted again from now on.", isSubtle=True))
-    else:
-        follow_up = "when the mass event is over"
-        if summary.next_summary_at:
-            follow_up = f"at {summary.next_summary_at} devices or " + follow_up
-        body.append(
-            text(
-                "Cards for single devices are paused while this lasts; the next summary comes "
-                f"{follow_up}. Every device's timeline and the fleet view in devicemon have "
-                "each device.",
-                isSubtle=True,
-            )
-        )
-    return adaptive_card(body, [], f"Mass event: {n} devices changed eligibility")

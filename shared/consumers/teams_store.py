@@ -31,6 +31,7 @@ from shared.consumers.noise import (
     FlapAction,
     FlapDecision,
     FlapState,
+    Flip,
     MassAction,
     MassDecision,
     NoiseSettings,
@@ -132,7 +133,12 @@ def _flap_decision(raw: dict[str, Any]) -> FlapDecision:
 
 def flap_columns(state: FlapState) -> dict[str, Any]:
     recent = {
-        k: {"at": _iso(s.at), "lost": s.lost, "decision": _flap_decision_json(s.decision)}
+        k: {
+            "at": _iso(s.at),
+            "lost": s.lost,
+            "reasons": list(s.reasons),
+            "decision": _flap_decision_json(s.decision),
+        }
         for k, s in state.recent.items()
     }
     return {
@@ -149,7 +155,8 @@ def flap_state(row: Any | None) -> FlapState:
     for key, raw in json.loads(row.get("Recent") or "{}").items():
         at = parse_time(raw["at"])
         assert at is not None
-        recent[key] = Seen(at, bool(raw["lost"]), _flap_decision(raw["decision"]))
+        reasons = tuple(str(r) for r in raw.get("reasons") or ())
+        recent[key] = Seen(at, bool(raw["lost"]), _flap_decision(raw["decision"]), reasons)
     return FlapState(recent, row.get("QuietUntil"), int(row.get("Skipped") or 0))
 
 
@@ -330,13 +337,15 @@ class TeamsStore(TableAdapter):
 
     async def flap_step(
         self, alert: AlertView, settings: NoiseSettings
-    ) -> tuple[FlapDecision, list[tuple[datetime, bool]]]:
+    ) -> tuple[FlapDecision, list[Flip]]:
         async def attempt(row: Any | None) -> tuple[dict[str, Any], Any, bool]:
             before = flap_state(row)
-            after, decision = flap_step(before, alert.id, alert.detected_at, alert.lost, settings)
+            after, decision = flap_step(
+                before, alert.id, alert.detected_at, alert.lost, settings, alert.subject_reasons
+            )
             return flap_columns(after), (decision, flips(after, alert.detected_at, settings)), True
 
-        result: tuple[FlapDecision, list[tuple[datetime, bool]]] = await self._guarded(
+        result: tuple[FlapDecision, list[Flip]] = await self._guarded(
             alert.object_id, "flap", attempt
         )
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from shared.consumers.noise import (
     FlapAction,
     FlapDecision,
     FlapState,
+    Flip,
     MassAction,
     MassDecision,
     NoiseSettings,
@@ -113,8 +115,19 @@ def test_late_alerts_are_judged_by_when_the_device_changed() -> None:
 
 def test_flips_lists_the_window_in_time_order() -> None:
     state, _ = run_flaps([30, 0, 10, 20])
-    assert [at for at, _ in flips(state, minutes(30), S)] == [minutes(t) for t in (0, 10, 20, 30)]
-    assert flips(state, minutes(75), S) == [(minutes(20), False), (minutes(30), True)]
+    assert [f.at for f in flips(state, minutes(30), S)] == [minutes(t) for t in (0, 10, 20, 30)]
+    assert flips(state, minutes(75), S) == [Flip(minutes(20), False), Flip(minutes(30), True)]
+
+
+def test_each_flip_keeps_the_reasons_it_was_about() -> None:
+    state, _ = flap_step(FlapState(), "a", minutes(0), True, S, ("NOT_COMPLIANT",))
+    state, _ = flap_step(state, "b", minutes(1), False, S, ("NOT_COMPLIANT",))
+    state, _ = flap_step(state, "c", minutes(2), True, S, ("DEVICE_DISABLED", "NOT_COMPLIANT"))
+    assert flips(state, minutes(2), S) == [
+        Flip(minutes(0), True, ("NOT_COMPLIANT",)),
+        Flip(minutes(1), False, ("NOT_COMPLIANT",)),
+        Flip(minutes(2), True, ("DEVICE_DISABLED", "NOT_COMPLIANT")),
+    ]
 
 
 # --- mass events ---------------------------------------------------------------------------------
@@ -202,3 +215,19 @@ def test_claims_stay_bounded() -> None:
         state, decision = mass(replace(state, next_summary=0), f"u{i}", 0)
         assert decision.action is MassAction.UPDATE
     assert len(state.claims) == MAX_CLAIMS
+
+
+def test_the_flap_row_keeps_each_flips_reasons() -> None:
+    from shared.consumers.teams_store import flap_columns, flap_state
+
+    state, _ = run_flaps([0, 1, 2, 3])
+    state, _ = flap_step(state, "e", minutes(4), True, S, ("DEVICE_DISABLED", "NOT_COMPLIANT"))
+    row = flap_columns(state)
+    assert flap_state(row) == state
+    # a row written before reasons were kept reads as flips without reasons
+    older = json.loads(row["Recent"])
+    for raw in older.values():
+        del raw["reasons"]
+    assert {
+        s.reasons for s in flap_state({**row, "Recent": json.dumps(older)}).recent.values()
+    } == {()}

@@ -4,6 +4,7 @@ saying in plain words which device, what happened, why, when, how and where to l
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,16 +14,21 @@ import jsonschema
 import pytest
 
 from local.teams_sink import shape_error
+from shared.consumers.noise import Flip
+from shared.consumers.noise_cards import (
+    FLAP_CAUSES,
+    MASS_CAUSES,
+    MASS_RESTORED,
+    flapping_card,
+    mass_card,
+)
 from shared.consumers.teams_cards import (
     CARD_VERSION,
     MAX_MESSAGE_BYTES,
-    Flip,
     MassSummary,
     alert_card,
     entra_url,
-    flapping_card,
     intune_url,
-    mass_card,
     message,
     message_size,
 )
@@ -60,9 +66,50 @@ def texts(card: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+# A reason, warning or setting code: capitals joined by underscores.
+CODE = re.compile(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b")
+
+
+def text_places(node: Any, around: tuple[str, ...] = ()) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each TextBlock with where it sits: 'full' (the card's width), 'auto' (an auto-width
+    column), 'narrow' (any other column)."""
+    if isinstance(node, list):
+        for item in node:
+            yield from text_places(item, around)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "TextBlock":
+        yield node, around[-1] if around else "full"
+        return
+    if node.get("type") == "Column":
+        around = (*around, "auto" if node.get("width") == "auto" else "narrow")
+    for key, value in node.items():
+        if key != "card":  # a ShowCard's card is a new, full-width card
+            yield from text_places(value, around)
+        else:
+            yield from text_places(value, ())
+
+
+def check_codes_never_wrap(card: dict[str, Any]) -> None:
+    """Teams breaks a word that does not fit its column mid-word. A FactSet's title column is
+    capped in width, so a code is never in a FactSet; a code stands in a full-width text, or
+    alone in an auto-width column that does not wrap."""
+    for node in walk(card):
+        if node.get("type") == "FactSet":
+            for fact in node["facts"]:
+                assert not CODE.search(fact["title"] + " " + fact["value"]), fact
+    for block, place in text_places(card["body"]):
+        if CODE.search(block["text"]):
+            assert place == "full" or (place == "auto" and block["wrap"] is False), block
+            if place == "auto":
+                assert CODE.fullmatch(block["text"]), block  # alone in its column
+
+
 def check(card: dict[str, Any]) -> None:
     """Everything every card must satisfy."""
     VALIDATOR.validate(card)
+    check_codes_never_wrap(card)
     assert card["version"] == CARD_VERSION == "1.4"
     assert card["type"] == "AdaptiveCard"
     kinds = {n["type"] for n in walk(card) if str(n.get("type", "")).startswith("Action.")}
@@ -131,7 +178,7 @@ def test_lost_card_says_which_device_what_why_when_and_where() -> None:
     words = texts(card)
     assert "LAPTOP-0042 no longer passes device-based Conditional Access" in words
     assert "Join type: Microsoft Entra joined" in words
-    assert "OS: Windows 10.0.22631.4460" in words
+    assert "OS: Windows 11 23H2 (10.0.22631.4460)" in words
     assert "Owner: adele.vance@contoso.example" in words
     for code in ("NOT_COMPLIANT", "NOT_HYBRID_JOINED"):
         assert f"**{code}**: {explain.reason(code).meaning}" in words
@@ -193,11 +240,50 @@ def test_technical_details_carry_the_ids_to_correlate() -> None:
         assert value in words
 
 
+@pytest.mark.parametrize(
+    ("system", "version", "shown"),
+    [
+        ("Windows", "10.0.26100.2314", "Windows 11 24H2 (10.0.26100.2314)"),
+        ("Windows", "10.0.19045.5131", "Windows 10 22H2 (10.0.19045.5131)"),
+        ("Windows", None, "Windows"),
+        ("iOS", "17.5.1", "iOS 17 (17.5.1)"),
+        (None, None, "unknown"),
+    ],
+)
+def test_the_os_is_named_by_its_release_as_everywhere_else(
+    system: str | None, version: str | None, shown: str
+) -> None:
+    alert = make_alert()
+    alert["data"]["device"]["operatingSystem"] = system
+    alert["data"]["device"]["operatingSystemVersion"] = version
+    card = alert_card(parse_alert(alert))
+    check(card)
+    assert f"OS: {shown}" in texts(card)
+
+
+def code_rows_of(card: dict[str, Any]) -> list[list[str]]:
+    """The texts of each ColumnSet row that holds a code."""
+    rows = []
+    for node in walk(card):
+        if node.get("type") == "ColumnSet":
+            cells = [c["items"][0]["text"] for c in node["columns"]]
+            if any(CODE.fullmatch(cell) for cell in cells):
+                rows.append(cells)
+    return rows
+
+
+def flapping(reasons: list[tuple[str, ...]], lost_first: bool = True) -> list[Flip]:
+    return [
+        Flip(T0 + timedelta(minutes=i), (i % 2 == 0) is lost_first, codes)
+        for i, codes in enumerate(reasons)
+    ]
+
+
 @pytest.mark.parametrize("lost", [True, False])
 @pytest.mark.parametrize("count", [4, 40])
 def test_flapping_card(lost: bool, count: int) -> None:
     alert = view(lost=lost, name=HUGE if count > 10 else "LAPTOP-0042")
-    flips = [Flip(T0 + timedelta(minutes=i), i % 2 == 0) for i in range(count)]
+    flips = flapping([("NOT_COMPLIANT",)] * count)
     card = flapping_card(alert, flips, 60, T0 + timedelta(minutes=60))
     check(card)
     words = texts(card)
@@ -205,6 +291,46 @@ def test_flapping_card(lost: bool, count: int) -> None:
     assert "no more cards for this device until 11:00 UTC" in words
     assert card["body"][0]["style"] == "warning"
     assert ("LOST eligibility" in words) is lost
+
+
+@pytest.mark.parametrize("code", ALL_REASONS)
+def test_the_flapping_card_names_the_reason_that_flips_and_where_to_look(code: str) -> None:
+    flips = flapping([(code,)] * 4)
+    card = flapping_card(view(reasons=(code,)), flips, 60, T0 + timedelta(minutes=60))
+    check(card)
+    rows = code_rows_of(card)
+    assert [row[0] for row in rows] == [code]
+    assert "twice" in rows[0][1]  # lost twice, restored twice
+    assert FLAP_CAUSES[code] in texts(card)
+    assert all(FLAP_CAUSES[other] not in texts(card) for other in FLAP_CAUSES if other != code)
+    assert f"is flapping on {code} (4 changes)" in card["fallbackText"]
+
+
+def test_a_device_flipping_on_two_reasons_lists_both_most_frequent_first() -> None:
+    flips = flapping(
+        [("DEVICE_DISABLED",), ("DEVICE_DISABLED",), ("NOT_COMPLIANT",), ("DEVICE_DISABLED",)]
+    )
+    card = flapping_card(view(reasons=("DEVICE_DISABLED",)), flips, 60, T0)
+    check(card)
+    assert [row[0] for row in code_rows_of(card)] == ["DEVICE_DISABLED", "NOT_COMPLIANT"]
+    assert FLAP_CAUSES["DEVICE_DISABLED"] in texts(card)
+    changes = next(
+        n
+        for n in walk(card)
+        if n.get("type") == "FactSet" and n["facts"][0]["title"] == "29 Nov 10:00:00"
+    )
+    assert [f["value"].split(" ")[0] for f in changes["facts"]] == ["lost", "restored"] * 2
+
+
+def test_flips_recorded_without_reasons_fall_back_on_the_alerts_own() -> None:
+    flips = flapping([()] * 4)  # rows written before reasons were kept
+    card = flapping_card(view(reasons=("COMPLIANCE_UNKNOWN",)), flips, 60, T0)
+    check(card)
+    assert [row[0] for row in code_rows_of(card)] == ["COMPLIANCE_UNKNOWN"]
+
+
+def test_every_reason_has_a_flapping_and_a_mass_event_hint() -> None:
+    assert set(FLAP_CAUSES) == set(explain.REASONS) == set(MASS_CAUSES)
 
 
 @pytest.mark.parametrize("phase", ["start", "update", "end"])
@@ -224,7 +350,10 @@ def test_mass_card(phase: str) -> None:
     check(card)
     words = texts(card)
     assert "Lost eligibility: 480" in words
-    assert "NOT_COMPLIANT: 470" in words
+    assert code_rows_of(card)[:2] == [
+        ["470", "NOT_COMPLIANT", explain.reason("NOT_COMPLIANT").short],
+        ["10", "DEVICE_DISABLED", explain.reason("DEVICE_DISABLED").short],
+    ]
     assert "470 of 500 share **NOT_COMPLIANT**" in words
     assert "Microsoft Entra joined: 400" in words
     assert "and 490 more" in words
@@ -232,9 +361,33 @@ def test_mass_card(phase: str) -> None:
     assert ("Mass event over" in words) is (phase == "end")
 
 
-def test_mass_card_without_a_dominant_reason_guesses_no_cause() -> None:
-    summary = MassSummary("start", T0, T0, 30, 0, {"NOT_COMPLIANT": 15, "DEVICE_DISABLED": 15})
-    assert "one common cause is likely" not in texts(mass_card(summary, 10))
+@pytest.mark.parametrize("code", ALL_REASONS)
+def test_the_mass_card_hint_follows_the_dominant_reason(code: str) -> None:
+    others = [c for c in ALL_REASONS if c != code]
+    summary = MassSummary("start", T0, T0, 100, 0, {code: 90, others[0]: 10})
+    card = mass_card(summary, 10)
+    check(card)
+    hints = [t for t in texts(card).splitlines() if "share **" in t]
+    assert hints == [f"90 of 100 share **{code}**: one common cause is likely. {MASS_CAUSES[code]}"]
+
+
+def test_a_mass_event_of_devices_coming_back_says_the_cause_was_undone() -> None:
+    summary = MassSummary("end", T0, T0, 3, 97, {"DEVICE_DISABLED": 100})
+    words = texts(mass_card(summary, 10))
+    assert MASS_RESTORED in words and MASS_CAUSES["DEVICE_DISABLED"] not in words
+
+
+@pytest.mark.parametrize(
+    "reasons",
+    [{"NOT_COMPLIANT": 15, "DEVICE_DISABLED": 15}, {"NOT_COMPLIANT": 23}, {"SOME_NEW_CODE": 30}],
+)
+def test_mass_card_without_a_known_dominant_reason_guesses_no_cause(
+    reasons: dict[str, int],
+) -> None:
+    summary = MassSummary("start", T0, T0, 30, 0, reasons)
+    card = mass_card(summary, 10)
+    check(card)
+    assert "one common cause is likely" not in texts(card)
 
 
 def test_sink_rejects_what_workflows_would() -> None:
