@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import string
 import subprocess
@@ -39,6 +40,11 @@ DEVICEMON_APP_ROLES = (
     "DeviceManagementManagedDevices.PrivilegedOperations.All",
 )
 CLIENT_STATE_LENGTH = 64  # Graph accepts up to 128 characters
+# The oldest azd that deploys devicemon (docs/deploy.md, prerequisites): 1.12.0 brings Bicep 0.33.93,
+# the first with fail(), which modules/functionapp.bicep uses to stop a zone-redundant plan without
+# two always-ready instances; and `azd up` reads GRAPH_CLIENT_STATE, set by this hook, in the same
+# run only since 1.10.2 (Azure/azure-dev#3973, fixed by #4363: parameters were cached before hooks).
+MIN_AZD = (1, 12, 0)
 REMEDIATION_MODES = ("off", "dry-run", "on")
 
 
@@ -155,8 +161,39 @@ def new_client_state() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(CLIENT_STATE_LENGTH))
 
 
+def parse_azd_version(text: str) -> tuple[int, int, int] | None:
+    """The version `azd version` prints (JSON or text); None for a dev build or no version."""
+    try:
+        version = str(json.loads(text)["azd"]["version"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        version = text
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)(\S*)", version)
+    if found is None or "dev" in found.group(4):
+        return None
+    return (int(found.group(1)), int(found.group(2)), int(found.group(3)))
+
+
+def check_azd(ctx: Context) -> None:
+    """Stop before anything is generated or provisioned when azd is too old for devicemon."""
+    wanted = ".".join(map(str, MIN_AZD))
+    try:
+        found = parse_azd_version(ctx.run(["azd", "version", "--output", "json"]))
+    except HookError:
+        found = None
+    if found is None:
+        ctx.say(f"warning: could not tell the azd version; devicemon needs azd {wanted} or later")
+    elif found < MIN_AZD:
+        raise HookError(
+            f"azd {'.'.join(map(str, found))} is too old: devicemon needs azd {wanted} or later "
+            "(its Bicep, and GRAPH_CLIENT_STATE read in the same `azd up`); upgrade azd and run "
+            "`azd up` again (docs/deploy.md, prerequisites)"
+        )
+
+
 def preprovision(ctx: Context) -> int:
-    """Generate GRAPH_CLIENT_STATE once per azd environment; check the values main.bicep takes."""
+    """Check azd; generate GRAPH_CLIENT_STATE once per azd environment; check the values
+    main.bicep takes."""
+    check_azd(ctx)
     if not ctx.env.get("GRAPH_CLIENT_STATE"):
         value = new_client_state()
         ctx.run(["azd", "env", "set", "GRAPH_CLIENT_STATE", value])

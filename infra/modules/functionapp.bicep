@@ -47,15 +47,24 @@ param alwaysReadyHttpInstances int = 1
 ])
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+// Flex Consumption's scale limits (azure-functions docs, flex-consumption-plan.md, Considerations):
+// at most 1000. The lowest maximum was 40 while the plan was in preview and is 1 in the current
+// text; 40 deploys under either rule.
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
-@description('Spread instances across availability zones (region must support it; at least two always-ready instances per group).')
+@description('Spread instances across availability zones (region must support it; needs alwaysReadyHttpInstances of at least 2).')
 param zoneRedundant bool = false
 
+// With zone redundancy no fewer than two always-ready instances can be configured per function
+// group (azure-functions docs, flex-consumption-plan.md, "Always ready instances"; reliability docs,
+// reliability-functions.md: always-ready instances are spread over at least two zones). Azure
+// would refuse the plan halfway through `azd up`; fail() stops the deployment first, naming the fix.
+var httpAlwaysReadyInstances = (zoneRedundant && alwaysReadyHttpInstances < 2) ? fail('ZONE_REDUNDANT=true needs at least 2 always-ready HTTP instances on Flex Consumption: azd env set ALWAYS_READY_HTTP_INSTANCES 2') : alwaysReadyHttpInstances
+
 // Per-function scaling puts every HTTP function in the 'http' group.
-var alwaysReady = (alwaysReadyHttpInstances > 0) ? [{ name: 'http', instanceCount: alwaysReadyHttpInstances }] : []
+var alwaysReady = (httpAlwaysReadyInstances > 0) ? [{ name: 'http', instanceCount: httpAlwaysReadyInstances }] : []
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
@@ -93,15 +102,18 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     // checkov:skip=CKV_AZURE_213: The App Service health check (siteConfig.healthCheckPath) is not supported on Flex Consumption; GET /api/health reports devicemon's health to operators instead.
     // checkov:skip=CKV_AZURE_67: HTTP/2 (siteConfig.http20Enabled) is left at the platform default: it brings nothing to webhook POSTs and API calls, and the Flex Consumption site sets only the siteConfig properties its reference templates use.
     // checkov:skip=CKV_AZURE_18: Same check as CKV_AZURE_67 for web apps: HTTP/2 is left at the platform default on this Flex Consumption function app.
+    // checkov:skip=CKV_AZURE_78: siteConfig.ftpsState is not supported on Flex Consumption (a deprecated property there); FTP deployment is turned off by the 'ftp' basicPublishingCredentialsPolicies resource (allow: false) and azd deploys to the blob container with Entra ID.
     serverFarmId: plan.id
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     // Key Vault references in app settings resolve as this identity.
     keyVaultReferenceIdentity: identityId
+    // No ftpsState: Flex Consumption does not support FTPS and lists the property as deprecated
+    // (azure-functions docs, functions-app-settings.md, "Flex Consumption plan deprecations");
+    // FTP publishing is off through the 'ftp' basic publishing credentials policy below.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
     }
     functionAppConfig: {
       deployment: {

@@ -156,10 +156,15 @@ def default(parsed: dict[str, Any], name: str) -> Any:
     return parsed["parameters"][name].get("default")
 
 
+class TemplateFailure(Exception):
+    """A template's fail('message') was evaluated: the deployment would stop with the message."""
+
+
 def evaluate(parsed: dict[str, Any], expr: Any, params: Mapping[str, Any]) -> Any:
     """The value of a simple expression of `parsed` for the given parameter values (a parameter
-    not given takes its default): literals, parameters, variables, `?:`, `==`, `!=`, `&&`, `||`,
-    `!`, concat() and join(). Anything else raises, so a test notices when a template outgrows it.
+    not given takes its default): literals, object and array literals, parameters, variables,
+    `?:`, comparisons, `&&`, `||`, `!`, concat(), join() and fail() (raises TemplateFailure).
+    Anything else raises NotImplementedError, so a test notices when a template outgrows it.
     """
 
     def value(e: Any) -> Any:
@@ -188,6 +193,10 @@ def evaluate(parsed: dict[str, Any], expr: Any, params: Mapping[str, Any]) -> An
             binary: dict[str, Callable[[Any, Any], Any]] = {
                 "equals": lambda x, y: x == y,
                 "not_equals": lambda x, y: x != y,
+                "less_than": lambda x, y: x < y,
+                "less_than_or_equals": lambda x, y: x <= y,
+                "greater_than": lambda x, y: x > y,
+                "greater_than_or_equals": lambda x, y: x >= y,
                 "and": lambda x, y: bool(x) and bool(y),
                 "or": lambda x, y: bool(x) or bool(y),
             }
@@ -200,6 +209,10 @@ def evaluate(parsed: dict[str, Any], expr: Any, params: Mapping[str, Any]) -> An
                 return [item for a in args for item in a]
             if fn["type"] == "join" and len(args) == 2:
                 return str(args[1]).join(str(item) for item in args[0])
+            if fn["type"] == "fail" and len(args) == 1:
+                raise TemplateFailure(str(args[0]))
+        if isinstance(e, dict) and not {"operator", "function"} & set(e):
+            return {key: value(item) for key, item in e.items()}
         raise NotImplementedError(f"cannot evaluate {render(e)}")
 
     return value(expr)

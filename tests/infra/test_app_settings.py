@@ -58,13 +58,30 @@ AZURE_VALUE_DIFFERS = {
     "LIFECYCLE_NOTIFICATION_URL",
 }
 
-# Settings Flex Consumption rejects or ignores (runtime and package come from functionAppConfig).
+# Settings Flex Consumption rejects or ignores (runtime and package come from functionAppConfig):
+# azure-functions docs, functions-app-settings.md "Flex Consumption plan deprecations", and
+# flex-consumption-plan.md "Considerations" (time zones); AzureWebJobsStorage as a connection string
+# because the host's storage is identity-based here.
 FLEX_FORBIDDEN = {
-    "FUNCTIONS_WORKER_RUNTIME",
+    "ENABLE_ORYX_BUILD",
     "FUNCTIONS_EXTENSION_VERSION",
-    "WEBSITE_RUN_FROM_PACKAGE",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
     "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET",
     "WEBSITE_CONTENTSHARE",
+    "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+    "WEBSITE_TIME_ZONE",
+    "TZ",
     "AzureWebJobsStorage",
 }
 

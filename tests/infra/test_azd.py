@@ -33,6 +33,11 @@ def test_azure_yaml_deploys_the_root_as_a_python_function_app() -> None:
     assert (bicep.ROOT / "function_app.py").exists() and (bicep.ROOT / "host.json").exists()
 
 
+def test_azd_itself_refuses_a_version_older_than_the_hook_accepts() -> None:
+    wanted = ".".join(map(str, hooks.MIN_AZD))
+    assert azure_yaml()["requiredVersions"] == {"azd": f">= {wanted}"}
+
+
 def test_azure_yaml_hooks_run_existing_subcommands() -> None:
     parser_choices = {"preprovision", "postprovision", "postdeploy", "grant-graph"}
     for name, hook in azure_yaml()["hooks"].items():

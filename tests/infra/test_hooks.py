@@ -27,8 +27,13 @@ class FakeAzure:
     """Answers the `az` / `azd` commands the hooks run; records every call."""
 
     def __init__(
-        self, assigned: Sequence[str] = (), fail_posts: int = 0, fail_message: str = ""
+        self,
+        assigned: Sequence[str] = (),
+        fail_posts: int = 0,
+        fail_message: str = "",
+        azd_version: str = '{"azd": {"version": "1.23.0", "commit": "0123abc"}}',
     ) -> None:
+        self.azd_version = azd_version
         self.calls: list[list[str]] = []
         self.assigned = {ROLE_IDS[r]: f"assignment-{r}" for r in assigned}
         self.fail_posts = fail_posts
@@ -41,6 +46,10 @@ class FakeAzure:
         if args[:3] == ["azd", "env", "set"]:
             self.env_set[args[3]] = args[4]
             return ""
+        if args[:2] == ["azd", "version"]:
+            if not self.azd_version:
+                raise hooks.HookError("`azd version ...` failed: unknown command")
+            return self.azd_version
         if args[:3] == ["azd", "env", "get-values"]:
             return json.dumps({"AZURE_MANAGED_IDENTITY_PRINCIPAL_ID": PRINCIPAL})
         if args[:4] == ["az", "ad", "sp", "show"]:
@@ -169,6 +178,47 @@ def test_preprovision_rejects_bad_values(env: dict[str, str], message: str) -> N
     ctx, _ = make({"GRAPH_CLIENT_STATE": "x" * 40, **env}, FakeAzure())
     with pytest.raises(hooks.HookError, match=message):
         hooks.preprovision(ctx)
+
+
+@pytest.mark.parametrize(
+    ("printed", "allowed"),
+    [
+        ('{"azd": {"version": "1.9.3", "commit": "e162"}}', False),
+        ('{"azd": {"version": "1.10.2", "commit": "x"}}', False),
+        ('{"azd": {"version": "1.11.1", "commit": "x"}}', False),
+        ('{"azd": {"version": "1.12.0", "commit": "x"}}', True),
+        ('{"azd": {"version": "1.31.2", "commit": "x"}}', True),
+        ('{"azd": {"version": "2.0.0", "commit": "x"}}', True),
+        # Older releases print text even when asked for JSON.
+        ("azd version 1.9.3 (commit e1624330dcc7dde440ecc1eda06aac40e68aa0a3)", False),
+        ("azd version 1.12.1 (commit 5b92e06)", True),
+    ],
+)
+def test_preprovision_stops_on_an_azd_too_old_for_devicemon(printed: str, allowed: bool) -> None:
+    azure = FakeAzure(azd_version=printed)
+    ctx, out = make({"AZURE_ENV_NAME": "dev"}, azure)
+    if allowed:
+        assert hooks.preprovision(ctx) == 0
+        assert "GRAPH_CLIENT_STATE" in azure.env_set
+    else:
+        with pytest.raises(hooks.HookError, match=r"needs azd 1\.12\.0 or later"):
+            hooks.preprovision(ctx)
+        # Nothing generated: the next run, on a newer azd, starts clean.
+        assert azure.env_set == {}
+    assert "warning" not in out.getvalue()
+
+
+@pytest.mark.parametrize("printed", ["", '{"azd": {"version": "0.0.0-dev.0", "commit": "x"}}'])
+def test_an_unknown_azd_version_is_a_warning(printed: str) -> None:
+    ctx, out = make({"AZURE_ENV_NAME": "dev"}, FakeAzure(azd_version=printed))
+    assert hooks.preprovision(ctx) == 0
+    assert "warning: could not tell the azd version; devicemon needs azd 1.12.0" in out.getvalue()
+
+
+def test_the_deploy_guide_states_the_azd_version_the_hook_checks() -> None:
+    guide = (bicep.ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    wanted = ".".join(map(str, hooks.MIN_AZD))
+    assert f"azd {wanted} or later" in guide
 
 
 # --- grant-graph -------------------------------------------------------------------------------

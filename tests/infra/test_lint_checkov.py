@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from infra import lint_checkov
+from tests.infra import bicep
 
 JUSTIFIED = "Graph posts notifications from the internet, so the app must stay public."
 
@@ -69,3 +72,32 @@ def test_checkov_runs_offline_on_all_of_infra() -> None:
     # Every template is scanned: nothing is left out with --skip-path or --skip-check.
     assert "--skip-path" not in command and "--skip-check" not in command
     assert not hasattr(lint_checkov, "NOT_SCANNED")
+
+
+def test_the_scanned_copy_differs_only_in_fail_calls(tmp_path: Path) -> None:
+    copy = lint_checkov.scannable_copy(lint_checkov.INFRA, tmp_path)
+    originals = sorted(p.relative_to(lint_checkov.INFRA) for p in bicep.bicep_files())
+    assert sorted(p.relative_to(copy) for p in copy.rglob("*.bicep")) == originals
+    rewritten = 0
+    for relative in originals:
+        before = (lint_checkov.INFRA / relative).read_text(encoding="utf-8").splitlines()
+        after = (copy / relative).read_text(encoding="utf-8").splitlines()
+        assert len(before) == len(after)
+        for old, new in zip(before, after, strict=True):
+            if old != new:
+                rewritten += 1
+                assert new == re.sub(r"\bfail\(", "string(", old)
+    # functionapp.bicep's zone redundancy rule calls fail() (test_flex_rules.py).
+    assert rewritten >= 1
+
+
+def test_only_a_call_to_fail_is_rewritten(tmp_path: Path) -> None:
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    (infra / "t.bicep").write_text(
+        "var a = x ? fail('no failover(1) here') : failover(2)\nvar b = myfail(3)\n"
+    )
+    copy = lint_checkov.scannable_copy(infra, tmp_path / "out")
+    assert (copy / "t.bicep").read_text() == (
+        "var a = x ? string('no failover(1) here') : failover(2)\nvar b = myfail(3)\n"
+    )

