@@ -186,11 +186,13 @@ class DeviceFilter:
 
 @dataclass(frozen=True, slots=True)
 class DayPoint:
-    """The fleet at the end of one UTC day."""
+    """The fleet at the end of one UTC day; `known` is False for a day that ended before
+    monitoring began (no device had been evaluated yet: no data, not zero devices)."""
 
     day: date
     eligible: int
     ineligible: int
+    known: bool = True
 
     @property
     def devices(self) -> int:
@@ -214,6 +216,17 @@ def _eligible_before(first: HistoryRow) -> bool | None:
     return first.record.eligible
 
 
+def monitoring_began(
+    steady: dict[str, bool], timelines: dict[str, list[HistoryRow]], start: datetime
+) -> datetime | None:
+    """When devicemon first evaluated a device: `start` when some device was known before the
+    window (it has no row in it, or its first row in it is not its first sighting), the earliest
+    first sighting otherwise, None when nothing was ever evaluated."""
+    if steady or any(t[0].transition != "first_seen" for t in timelines.values()):
+        return start
+    return min((t[0].record.evaluated_at for t in timelines.values()), default=None)
+
+
 def daily_series(
     current: Iterable[DeviceRecord], window: Iterable[HistoryRow], days: int, today: date
 ) -> list[DayPoint]:
@@ -222,7 +235,8 @@ def daily_series(
     `window` holds the DeviceHistory rows evaluated since `window_start(days, today)` (older rows
     are not needed): each row's Transition tells what the device was before it, so a device's
     state at the window's start follows from its first row in the window, and a device with no
-    row in the window was all along what DeviceState says now.
+    row in the window was all along what DeviceState says now. Days that ended before the first
+    evaluation are not known (no data), rather than days with no device.
     """
     start = window_start(days, today)
     rows: dict[str, list[HistoryRow]] = {}
@@ -234,10 +248,14 @@ def daily_series(
         if record.object_id not in rows:
             steady[record.object_id] = record.eligible
     timelines = {k: sorted(v, key=lambda r: r.record.evaluated_at) for k, v in rows.items()}
+    began = monitoring_began(steady, timelines, start)
     points = []
     for offset in range(days):
         day = start.date() + timedelta(days=offset)
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+        if began is None or end <= began:
+            points.append(DayPoint(day, 0, 0, known=False))
+            continue
         tally = Counter(steady.values())
         for timeline in timelines.values():
             seen = [r for r in timeline if r.record.evaluated_at < end]

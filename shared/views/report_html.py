@@ -1,24 +1,33 @@
 """The fleet report: one self-contained HTML page. Pure: data in, a string out.
 
-No script, no web font, no image or style sheet to fetch: inline CSS and an inline SVG chart, so
-the file opens anywhere, offline, and can be mailed or archived as it is. Every value that came
-from Graph is HTML-escaped.
+No script, no web font, no image or style sheet to fetch: inline CSS and an inline SVG chart
+(report_chart.py), so the file opens anywhere, offline, and can be mailed or archived as it is.
+Every value that came from Graph is HTML-escaped.
+
+Written for the people it is shared with: each reason and warning is explained once, in a
+legend the device rows link to; the ineligible devices come most recently lost first; devices
+with warnings are listed with their deadline; on a phone the lists become one card per device.
+Where the data came from (storage endpoint, table prefix) is the operator's business, not the
+readers': the page does not show it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 
 from shared.core import explain
 from shared.core.records import StateRow
 from shared.views.fleet import Counts, DayPoint, FleetSummary, display_name, record_os_label
+from shared.views.report_chart import chart
 
-MAX_LISTED = 2000  # ineligible devices in the table; the CSV export has them all
+MAX_LISTED = 2000  # devices in each list; the CSV export has them all
+SOON = timedelta(hours=48)  # a deadline this close is highlighted
 
 CSS = """
-:root { --ok: #1b7f3b; --bad: #b3261e; --muted: #5f6368; --line: #dadce0; --bg: #f8f9fa; }
+:root { --ok: #1b7f3b; --bad: #b3261e; --warn: #8a4b00; --muted: #5f6368; --line: #dadce0;
+        --bg: #f8f9fa; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #202124;
        margin: 0; padding: 24px 32px; background: #fff; }
@@ -27,22 +36,44 @@ h2 { font-size: 17px; margin: 28px 0 8px; border-bottom: 1px solid var(--line); 
 p.meta { color: var(--muted); margin: 0 0 16px; }
 .cards { display: flex; gap: 12px; flex-wrap: wrap; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 12px 16px; min-width: 150px;
-        background: var(--bg); }
+        background: var(--bg); color: inherit; text-decoration: none; }
 .card .n { font-size: 28px; font-weight: 600; display: block; }
 .card.ok .n { color: var(--ok); } .card.bad .n { color: var(--bad); }
+.card.warn .n { color: var(--warn); }
 .card .l { color: var(--muted); }
 table { border-collapse: collapse; width: 100%; margin: 4px 0 8px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--bg); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code { font: 12px ui-monospace, SFMono-Regular, Consolas, monospace; background: var(--bg);
-       padding: 1px 4px; border-radius: 3px; }
-.reason { margin: 0 0 4px; } .reason small { color: var(--muted); display: block; }
+       padding: 1px 4px; border-radius: 3px; white-space: nowrap; }
+a.code { text-decoration: none; color: inherit; }
+a.code:hover code { text-decoration: underline; }
+td.codes a + a { margin-left: 4px; }
+td, th { overflow-wrap: break-word; }
+td.when { white-space: nowrap; }
+.soon { color: var(--bad); font-weight: 600; }
 .ok { color: var(--ok); } .bad { color: var(--bad); }
 .legend span { display: inline-block; width: 12px; height: 12px; margin: 0 4px -2px 12px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 0 24px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(320px, 100%), 1fr));
+        gap: 0 24px; }
 footer { color: var(--muted); margin-top: 32px; font-size: 12px; }
 @media print { body { padding: 0; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
+@media (max-width: 640px) {
+  body { padding: 12px; font-size: 13px; }
+  .card { min-width: 0; flex: 1 1 40%; padding: 8px 10px; }
+  .card .n { font-size: 22px; }
+  th, td { padding: 4px 4px; }
+  table.list, table.list tbody, table.list tr, table.list td { display: block; width: 100%; }
+  table.list tr.head { display: none; }
+  table.list tr { border-bottom: 1px solid var(--line); padding: 6px 0; }
+  table.list td { border: 0; padding: 1px 0; white-space: normal; text-align: left; }
+  code { white-space: normal; overflow-wrap: anywhere; }
+  table.list td[data-label]::before { content: attr(data-label) ": "; color: var(--muted); }
+  table.list td.minor { display: inline; }
+  table.list td.minor::before { content: none; }
+  table.list td.minor + td.minor::before { content: " · "; color: var(--muted); }
+}
 """
 
 
@@ -52,98 +83,57 @@ class ReportData:
     ineligible: list[StateRow]
     series: list[DayPoint]
     generated_at: datetime
+    warned: list[StateRow] = field(default_factory=list)  # devices carrying any warning
     title: str = "devicemon: device-based Conditional Access eligibility"
-    source: str = field(default="")  # where the data came from (storage account, prefix)
 
 
 def _e(value: object) -> str:
     return escape("" if value is None else str(value), quote=True)
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _when(moment: datetime | None) -> str:
     if moment is None:
         return "-"
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return _aware(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _card(ident: str, number: object, label: str, tone: str = "") -> str:
+def _card(ident: str, number: object, label: str, tone: str = "", href: str = "") -> str:
+    tag, link = ("a", f' href="{href}"') if href else ("div", "")
     return (
-        f'<div class="card {tone}"><span class="n" id="{ident}">{_e(number)}</span>'
-        f'<span class="l">{_e(label)}</span></div>'
+        f'<{tag} class="card {tone}"{link}><span class="n" id="{ident}">{_e(number)}</span>'
+        f'<span class="l">{_e(label)}</span></{tag}>'
     )
 
 
-def summary_cards(summary: FleetSummary) -> str:
+def summary_cards(summary: FleetSummary, warned: int) -> str:
     o = summary.overall
     cards = [
         _card("devices-total", o.devices, "devices"),
         _card("devices-eligible", o.eligible, f"eligible ({o.eligible_percent:.1f}%)", "ok"),
-        _card("devices-ineligible", o.ineligible, "ineligible", "bad" if o.ineligible else ""),
+        _card(
+            "devices-ineligible",
+            o.ineligible,
+            "ineligible",
+            "bad" if o.ineligible else "",
+            "#ineligible-devices" if o.ineligible else "",
+        ),
     ]
     if summary.deleted:
         cards.append(_card("devices-deleted", summary.deleted, "of them deleted"))
-    warned = sum(summary.by_warning.values())
-    cards.append(_card("devices-warnings", warned, "warnings (eligibility unchanged)"))
-    return f'<div class="cards">{"".join(cards)}</div>'
-
-
-def nice_ceiling(value: int) -> int:
-    """The smallest of 2, 4, 6, 8, 10, 20, 40, … (even, so half of it is a whole number) that is
-    at least `value`: round numbers on the chart's axis."""
-    scale = 1
-    while True:
-        for step in (2, 4, 6, 8, 10):
-            if step * scale >= value:
-                return step * scale
-        scale *= 10
-
-
-def chart(series: list[DayPoint], width: int = 960, height: int = 260) -> str:
-    """Stacked bars per day: eligible below, ineligible above, with a tooltip per bar."""
-    if not series:
-        return "<p>No history in the period.</p>"
-    left, right, top, bottom = 48, 12, 12, 36
-    plot_w, plot_h = width - left - right, height - top - bottom
-    peak = nice_ceiling(max((p.devices for p in series), default=0))
-    step = plot_w / len(series)
-    bar = max(1.0, step * 0.72)
-    parts = [
-        f'<svg id="eligibility-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} '
-        f'{height}" width="100%" role="img" aria-label="Eligible and ineligible devices per day">'
-    ]
-    for fraction in (0.0, 0.5, 1.0):
-        y = top + plot_h * (1 - fraction)
-        value = int(peak * fraction)
-        parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#dadce0"/>'
-            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end" '
-            f'fill="#5f6368">{value}</text>'
+    cards.append(
+        _card(
+            "devices-warned",
+            warned,
+            "with warnings (eligibility unchanged)",
+            "warn" if warned else "",
+            "#warned-devices" if warned else "",
         )
-    label_every = max(1, round(len(series) / 8))
-    for i, point in enumerate(series):
-        x = left + i * step + (step - bar) / 2
-        ok_h = plot_h * point.eligible / peak
-        bad_h = plot_h * point.ineligible / peak
-        tip = f"{point.day.isoformat()}: {point.eligible} eligible, {point.ineligible} ineligible"
-        parts.append(
-            f'<g class="day"><title>{_e(tip)}</title>'
-            f'<rect x="{x:.1f}" y="{top + plot_h - ok_h:.1f}" width="{bar:.1f}" '
-            f'height="{ok_h:.1f}" fill="#1b7f3b"/>'
-            f'<rect x="{x:.1f}" y="{top + plot_h - ok_h - bad_h:.1f}" width="{bar:.1f}" '
-            f'height="{bad_h:.1f}" fill="#b3261e"/></g>'
-        )
-        if (len(series) - 1 - i) % label_every == 0:  # counted back, so today is labelled
-            parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{height - bottom + 16}" font-size="11" '
-                f'text-anchor="middle" fill="#5f6368">{point.day.strftime("%d %b")}</text>'
-            )
-    parts.append("</svg>")
-    legend = (
-        '<p class="legend"><span style="background:#1b7f3b"></span>eligible'
-        '<span style="background:#b3261e"></span>ineligible (end of each UTC day)</p>'
     )
-    return "".join(parts) + legend
+    return f'<div class="cards">{"".join(cards)}</div>'
 
 
 def counts_table(
@@ -162,83 +152,169 @@ def counts_table(
     )
 
 
-def reasons_table(summary: FleetSummary) -> str:
-    if not summary.by_reason:
-        return "<h2>Reasons</h2><p>No device is ineligible.</p>"
+def _anchor(kind: str, code: str) -> str:
+    return f"{kind}-{''.join(ch if ch.isalnum() or ch == '_' else '-' for ch in code)}"
+
+
+def _code_link(kind: str, code: str, words: str) -> str:
+    """A code in a device row: short, linked to its one explanation in the legend."""
+    return (
+        f'<a class="code" href="#{_anchor(kind, code)}" title="{_e(words)}">'
+        f"<code>{_e(code)}</code></a>"
+    )
+
+
+def legend(kind: str, heading: str, counts: dict[str, int], empty: str) -> str:
+    """One row per code: how many devices carry it, what it means, what to do."""
+    if not counts:
+        return f"<h2>{_e(heading)}</h2><p>{_e(empty)}</p>"
+    words = explain.reason if kind == "r" else explain.warning
     rows = "".join(
-        f"<tr><td><code>{_e(code)}</code></td><td class=num>{n}</td>"
-        f"<td>{_e(explain.reason(code).meaning)}</td><td>{_e(explain.reason(code).action)}</td></tr>"
-        for code, n in sorted(summary.by_reason.items(), key=lambda kv: (-kv[1], kv[0]))
+        f'<tr id="{_anchor(kind, code)}"><td data-label="code"><code>{_e(code)}</code></td>'
+        f'<td class=num data-label="devices">{n}</td>'
+        f'<td data-label="meaning">{_e(words(code).meaning)}</td>'
+        f'<td data-label="what to do">{_e(words(code).action)}</td></tr>'
+        for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     )
     return (
-        "<h2>Why devices are ineligible</h2><table><tr><th>reason</th><th class=num>devices</th>"
-        f"<th>meaning</th><th>what to do</th></tr>{rows}</table>"
+        f'<h2>{_e(heading)}</h2><table class="list legend-{kind}"><tr class="head"><th>code</th>'
+        f"<th class=num>devices</th><th>meaning</th><th>what to do</th></tr>{rows}</table>"
     )
 
 
-def device_rows(states: list[StateRow]) -> tuple[str, str]:
-    rows = []
-    for state in states[:MAX_LISTED]:
-        r = state.record
-        why = "".join(
-            f'<p class="reason"><code>{_e(c)}</code> {_e(explain.reason(c).short)}'
-            f"<small>{_e(explain.reason(c).meaning)}</small></p>"
-            for c in r.reasons
-        )
-        rows.append(
-            f'<tr class="device"><td><strong>{_e(display_name(r))}</strong><br>'
-            f"<small><code>{_e(r.object_id)}</code></small></td>"
-            f"<td>{_e(explain.join_type(r.join_type))}</td><td>{_e(record_os_label(r))}</td>"
-            f"<td>{_e(explain.compliance(r.compliance))}</td>"
-            f"<td>{_e(_when(state.last_transition_at))}</td><td>{why}</td>"
-            f"<td>{_e(r.user_principal_name or '-')}</td></tr>"
-        )
-    more = len(states) - MAX_LISTED
-    note = (
-        f"<p>…and {more} more: <code>devicemon fleet --ineligible --csv</code> lists all.</p>"
-        if more > 0
-        else ""
+def _device_cell(state: StateRow) -> str:
+    r = state.record
+    return (
+        f'<td data-label="device"><strong>{_e(display_name(r))}</strong><br>'
+        f"<small><code>{_e(r.object_id)}</code></small></td>"
     )
-    return "".join(rows), note
+
+
+def _more(total: int) -> str:
+    more = total - MAX_LISTED
+    if more <= 0:
+        return ""
+    return f"<p>…and {more} more: <code>devicemon fleet --ineligible --csv</code> lists all.</p>"
+
+
+def most_recently_lost(states: list[StateRow]) -> list[StateRow]:
+    """Newest loss first: what changed lately is what a reader acts on."""
+    by_name = sorted(states, key=lambda s: (display_name(s.record).casefold(), s.record.object_id))
+    return sorted(by_name, key=lambda s: _aware(s.last_transition_at), reverse=True)
 
 
 def ineligible_table(states: list[StateRow]) -> str:
     if not states:
-        return "<h2>Ineligible devices</h2><p>None.</p>"
-    rows, note = device_rows(states)
+        return '<h2 id="ineligible-devices">Ineligible devices</h2><p>None.</p>'
+    rows = []
+    for state in most_recently_lost(states)[:MAX_LISTED]:
+        r = state.record
+        codes = "".join(_code_link("r", c, explain.reason(c).short) for c in r.reasons)
+        rows.append(
+            f'<tr class="device">{_device_cell(state)}'
+            f'<td class="when" data-label="ineligible since">{_e(_when(state.last_transition_at))}</td>'
+            f'<td class="codes" data-label="why">{codes}</td>'
+            f'<td class="minor" data-label="join type">{_e(explain.join_type(r.join_type))}</td>'
+            f'<td class="minor" data-label="OS">{_e(record_os_label(r))}</td>'
+            f'<td class="minor" data-label="compliance">{_e(explain.compliance(r.compliance))}</td>'
+            f'<td data-label="primary user">{_e(r.user_principal_name or "-")}</td></tr>'
+        )
     return (
-        f"<h2>Ineligible devices ({len(states)})</h2><table id=ineligible><tr><th>device</th>"
-        "<th>join type</th><th>OS</th><th>compliance</th><th>ineligible since</th>"
-        f"<th>why</th><th>primary user</th></tr>{rows}</table>{note}"
+        f'<h2 id="ineligible-devices">Ineligible devices ({len(states)}), most recently lost '
+        'first</h2><table class="list" id="ineligible"><tr class="head"><th>device</th>'
+        "<th>ineligible since</th><th>why</th><th>join type</th><th>OS</th><th>compliance</th>"
+        f"<th>primary user</th></tr>{''.join(rows)}</table>{_more(len(states))}"
+    )
+
+
+def deadline(state: StateRow) -> datetime | None:
+    """When a warned device loses eligibility, when that is known (Intune's grace period)."""
+    expires = state.record.grace_period_expires
+    return _aware(expires) if expires else None
+
+
+def _in(moment: datetime, now: datetime) -> str:
+    """'in 20 h', 'in 3 days', '2 h ago': how far a deadline is from when the page was made."""
+    delta = moment - _aware(now)
+    hours = abs(delta.total_seconds()) / 3600
+    span = f"{hours:.0f} h" if hours < 48 else f"{hours / 24:.0f} days"
+    return f"in {span}" if delta.total_seconds() >= 0 else f"{span} ago"
+
+
+def warned_table(states: list[StateRow], now: datetime) -> str:
+    """Devices with warnings, the nearest deadline first, then the rest by name."""
+    if not states:
+        return '<h2 id="warned-devices">Devices with warnings</h2><p>None.</p>'
+    far = datetime.max.replace(tzinfo=UTC)
+    ordered = sorted(
+        states,
+        key=lambda s: (deadline(s) or far, display_name(s.record).casefold(), s.record.object_id),
+    )
+    rows = []
+    for state in ordered[:MAX_LISTED]:
+        r = state.record
+        codes = "".join(_code_link("w", c, explain.warning(c).short) for c in r.warnings)
+        due = deadline(state)
+        if due is None:
+            when = "-"
+        else:
+            soon = ' class="soon"' if due - _aware(now) <= SOON else ""
+            when = f"<span{soon}>{_e(_in(due, now))}</span><br><small>{_e(_when(due))}</small>"
+        state_words = "eligible" if r.eligible else "ineligible"
+        rows.append(
+            f'<tr class="warned">{_device_cell(state)}'
+            f'<td data-label="deadline">{when}</td>'
+            f'<td class="codes" data-label="warnings">{codes}</td>'
+            f'<td data-label="now">{state_words}</td>'
+            f'<td class="minor" data-label="join type">{_e(explain.join_type(r.join_type))}</td>'
+            f'<td class="minor" data-label="OS">{_e(record_os_label(r))}</td>'
+            f'<td data-label="primary user">{_e(r.user_principal_name or "-")}</td></tr>'
+        )
+    return (
+        f'<h2 id="warned-devices">Devices with warnings ({len(states)}), nearest deadline '
+        'first</h2><table class="list" id="warned"><tr class="head"><th>device</th>'
+        "<th>deadline</th><th>warnings</th><th>now</th><th>join type</th><th>OS</th>"
+        f"<th>primary user</th></tr>{''.join(rows)}</table>{_more(len(states))}"
+    )
+
+
+def trend(series: list[DayPoint]) -> str:
+    known = [p for p in series if p.known]
+    if not known:
+        return ""
+    first, last = known[0], known[-1]
+    began = (
+        f" Monitoring began on {first.day.isoformat()}: earlier days have no data."
+        if not series[0].known
+        else ""
+    )
+    return (
+        f"<p>Ineligible devices: {first.ineligible} on {first.day.isoformat()}, "
+        f"{last.ineligible} on {last.day.isoformat()}.{began}</p>"
     )
 
 
 def render(data: ReportData) -> str:
     s = data.summary
     policies = ", ".join(f"{p} ({n})" for p, n in s.policies.most_common()) or "-"
-    days = len(data.series)
-    trend = ""
-    if data.series:
-        first, last = data.series[0], data.series[-1]
-        trend = (
-            f"<p>Ineligible devices: {first.ineligible} on {first.day.isoformat()}, "
-            f"{last.ineligible} on {last.day.isoformat()}.</p>"
-        )
-    source = f" · {_e(data.source)}" if data.source else ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(data.title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{_e(data.title)}</h1>"
-        f'<p class="meta">Generated {_e(_when(data.generated_at))} from DeviceState and '
-        f"DeviceHistory{source} · evaluated under CA_POLICY {_e(policies)}</p>"
-        f"{summary_cards(s)}"
-        f"<h2>Eligibility over the last {days} days</h2>{chart(data.series)}{trend}"
+        f'<p class="meta">Generated {_e(_when(data.generated_at))} · evaluated under CA_POLICY '
+        f"{_e(policies)}</p>"
+        f"{summary_cards(s, len(data.warned))}"
+        f"<h2>Eligibility over the last {len(data.series)} days</h2>{chart(data.series)}"
+        f"{trend(data.series)}"
+        f"{legend('r', 'Why devices are ineligible', dict(s.by_reason), 'No device is ineligible.')}"
+        f"{ineligible_table(data.ineligible)}"
+        f"{legend('w', 'What the warnings mean', dict(s.by_warning), 'No device has a warning.')}"
+        f"{warned_table(data.warned, data.generated_at)}"
         f'<div class="grid">'
         f"{counts_table('By join type', 'join type', s.by_join_type, explain.JOIN_TYPES)}"
         f"{counts_table('By operating system', 'OS', s.by_os, {})}</div>"
-        f"{reasons_table(s)}{ineligible_table(data.ineligible)}"
-        "<footer>devicemon · reason codes are explained in docs/reason-codes.md · "
+        "<footer>devicemon · reason and warning codes are explained in docs/reason-codes.md · "
         "a device counts as eligible when it passes the device controls of the configured "
         "policy.</footer></body></html>"
     )

@@ -59,9 +59,11 @@ def history(rec: DeviceRecord, transition: str) -> HistoryRow:
     return HistoryRow(rec, transition)
 
 
-def sample_report(today_at: datetime, devices: int = 40, days: int = 30) -> Any:
-    """A month of a small fleet: devices first seen over the month, some losing compliance and
-    some getting it back, one disabled, one hostile name. Deterministic."""
+def sample_report(today_at: datetime, devices: int = 40, days: int = 30, first_day: int = 0) -> Any:
+    """A month of a small fleet: devices first seen over the month (from `first_day` of it on:
+    monitoring began then), some losing compliance and some getting it back, one disabled, one
+    hostile name, one whose grace period ends in 20 hours, one not signed in for long.
+    Deterministic."""
     from datetime import timedelta
 
     from shared.views.fleet import daily_series, summarize
@@ -73,7 +75,7 @@ def sample_report(today_at: datetime, devices: int = 40, days: int = 30) -> Any:
     for n in range(devices):
         object_id = f"00000000-0000-4000-8000-{n:012d}"
         name = "<script>alert(1)</script>" if n == 5 else f"PC-{n:03d}"
-        seen = start + timedelta(days=n % 6, hours=n % 5)
+        seen = start + timedelta(days=first_day + n % 6, hours=n % 5)
         join = ("entra_joined", "hybrid_joined", "registered")[n % 3]
         trust = {"entra_joined": "AzureAd", "hybrid_joined": "ServerAd"}.get(join, "Workplace")
         base = record(
@@ -84,9 +86,18 @@ def sample_report(today_at: datetime, devices: int = 40, days: int = 30) -> Any:
             trust_type=trust,
             operating_system_version="10.0.19045.5131" if n % 4 == 0 else "10.0.22631.4460",
         )
+        if n == 7:
+            base = replace(
+                base,
+                warnings=("COMPLIANCE_GRACE_PERIOD",),
+                compliance="in_grace_period",
+                grace_period_expires=today_at + timedelta(hours=20),
+            )
+        if n == 13:
+            base = replace(base, warnings=("STALE_SIGN_IN",))
         rows = [history(base, "first_seen")]
         if n % 5 == 0:  # loses compliance mid-month
-            lost_at = start + timedelta(days=8 + n % 10)
+            lost_at = start + timedelta(days=first_day + 8 + n % 10)
             if join == "hybrid_joined":  # still passes by its join: a change, not a loss
                 after = replace(base, version=2, evaluated_at=lost_at, compliance="noncompliant")
                 rows.append(history(after, "changed"))
@@ -126,5 +137,35 @@ def sample_report(today_at: datetime, devices: int = 40, days: int = 30) -> Any:
         ),
         series=daily_series(records, window, days, today_at.date()),
         generated_at=today_at,
-        source="https://contoso.table.core.windows.net, table prefix prod",
+        warned=[s for s in states if s.record.warnings],
+    )
+
+
+def many_ineligible(today_at: datetime, count: int, devices: int = 200) -> Any:
+    """A fleet in which `count` devices lost eligibility one after another (two reasons each),
+    for the page's size: every device row must stay one or two lines."""
+    from datetime import timedelta
+
+    from shared.views.fleet import summarize
+    from shared.views.report_html import ReportData
+
+    states = []
+    for n in range(devices):
+        object_id = f"00000000-0000-4000-8000-{n:012d}"
+        if n < count:
+            rec = ineligible(
+                object_id=object_id,
+                display_name=f"WS-{n:04d}",
+                evaluated_at=today_at - timedelta(hours=n),
+            )
+            states.append(StateRow(rec, "lost", rec.evaluated_at))
+        else:
+            rec = record(object_id, display_name=f"PC-{n:04d}")
+            states.append(StateRow(rec, "first_seen", rec.evaluated_at))
+    records = [s.record for s in states]
+    return ReportData(
+        summary=summarize(records),
+        ineligible=[s for s in states if not s.record.eligible],
+        series=[],
+        generated_at=today_at,
     )

@@ -183,7 +183,7 @@ def test_series_from_current_state_and_the_window_rows() -> None:
         ("restored", True, DayPoint(date(2026, 11, 28), 0, 1)),
         ("changed", False, DayPoint(date(2026, 11, 28), 0, 1)),
         ("changed", True, DayPoint(date(2026, 11, 28), 1, 0)),
-        ("first_seen", True, DayPoint(date(2026, 11, 28), 0, 0)),
+        ("first_seen", True, DayPoint(date(2026, 11, 28), 0, 0, known=False)),
     ],
 )
 def test_state_before_the_first_row_in_the_window_follows_from_its_transition(
@@ -193,6 +193,46 @@ def test_state_before_the_first_row_in_the_window_follows_from_its_transition(
     series = daily_series([row], [history(row, transition)], 2, TODAY)
     assert series[0] == before
     assert series[1] == DayPoint(TODAY, int(eligible_now), int(not eligible_now))
+
+
+def test_days_before_monitoring_began_are_not_known_rather_than_zero() -> None:
+    # devicemon's first sync ran on the 28th at 08:00: the 27th has no data, not zero devices
+    first = record(ID1, evaluated_at=at(28, 8))
+    second = bad(object_id=ID2, evaluated_at=at(29, 9))
+    window = [history(first, "first_seen"), history(second, "first_seen")]
+
+    series = daily_series([first, second], window, 3, TODAY)
+
+    assert series == [
+        DayPoint(date(2026, 11, 27), 0, 0, known=False),
+        DayPoint(date(2026, 11, 28), 1, 0),
+        DayPoint(date(2026, 11, 29), 1, 1),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first_row", "known"),
+    [
+        ("first_seen", [False, True]),  # first evaluated at midnight: that day is its first
+        ("changed", [True, True]),  # the device was known before the window
+        ("lost", [True, True]),
+    ],
+)
+def test_an_evaluation_at_midnight_opens_that_day(first_row: str, known: list[bool]) -> None:
+    row = record(ID1, evaluated_at=datetime(2026, 11, 29, tzinfo=UTC))
+    series = daily_series([row], [history(row, first_row)], 2, TODAY)
+    assert [p.known for p in series] == known
+
+
+def test_a_device_with_no_row_in_the_window_makes_every_day_known() -> None:
+    steady = record(ID1, evaluated_at=at(1))
+    late = record(ID2, evaluated_at=at(29, 9))
+    series = daily_series([steady, late], [history(late, "first_seen")], 3, TODAY)
+    assert [(p.known, p.devices) for p in series] == [(True, 1), (True, 1), (True, 2)]
+
+
+def test_nothing_evaluated_yet_is_no_data_on_every_day() -> None:
+    assert [p.known for p in daily_series([], [], 3, TODAY)] == [False, False, False]
 
 
 def test_record_changes_lists_moved_facts_then_codes() -> None:
