@@ -16,11 +16,14 @@ from typing import Any
 # - azure: the SDK's HTTP logging policy writes every request's URL and headers, and the Service
 #   Bus SDK narrates each link and connection state change;
 # - httpcore, uamqp: transport detail below those two.
+# The HTTP logging policy's own logger is named as well: its header dumps were most of what reached
+# Application Insights, and an explicit level holds even if something lowers `azure` later.
 # Their warnings and errors still get through.
 QUIET_LOGGERS: dict[str, int] = {
     "httpx": logging.WARNING,
     "httpcore": logging.WARNING,
     "azure": logging.WARNING,
+    "azure.core.pipeline.policies.http_logging_policy": logging.WARNING,
     "uamqp": logging.WARNING,
 }
 

@@ -22,6 +22,7 @@ from shared.core.models import Source
 from shared.runtime import Runtime
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
+from tests.infra.bicep import app_settings
 from tests.servicebus_helpers import drain_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,3 +199,78 @@ def test_telemetry_configures_the_exporter_when_a_connection_string_is_set() -> 
         timeout=60,
     )
     assert out.stdout.split() == ["True", "True"]
+
+
+def test_the_sdk_http_logging_policy_reaches_no_handler_after_the_apps_setup() -> None:
+    """The worker's handler sits on the root logger at INFO; after importing the app, the real
+    azure-core HTTP logging policy's request dump (URL and headers) never gets to it."""
+    script = (
+        "import logging\n"
+        "seen = []\n"
+        "class Worker(logging.Handler):\n"
+        "    def emit(self, record): seen.append(record.levelname)\n"
+        "logging.getLogger().addHandler(Worker()); logging.getLogger().setLevel(logging.INFO)\n"
+        "import function_app\n"
+        "from azure.core.pipeline import PipelineContext, PipelineRequest\n"
+        "from azure.core.pipeline.policies import HttpLoggingPolicy\n"
+        "from azure.core.rest import HttpRequest\n"
+        "request = HttpRequest('GET', 'https://table.example/x?sig=secret', headers={'a': 'b'})\n"
+        "HttpLoggingPolicy().on_request(PipelineRequest(request, PipelineContext(None)))\n"
+        "policy = logging.getLogger('azure.core.pipeline.policies.http_logging_policy')\n"
+        "policy.warning('a warning still gets through')\n"
+        "print(policy.level, *seen)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == [str(logging.WARNING), "WARNING"], out.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "worker"),
+    [("true", True), ("True", True), ("1", True), ("false", False), ("", False)],
+)
+def test_the_worker_setting_is_read_as_the_worker_reads_it(value: str, worker: bool) -> None:
+    assert telemetry.worker_exports({telemetry.WORKER_TELEMETRY: value}) is worker
+
+
+def test_in_azure_the_app_leaves_the_exporter_to_the_worker() -> None:
+    """With PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY the worker configured the distro before
+    importing the app: a second configure would export every record twice."""
+    script = (
+        "import logging, sys, function_app\n"
+        "print('azure.monitor.opentelemetry' in sys.modules,"
+        " logging.getLogger('devicemon').level == logging.INFO,"
+        " logging.getLogger('azure').getEffectiveLevel() == logging.WARNING)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={
+            "GRAPH_CLIENT_STATE": "x",
+            "PATH": "/usr/bin:/bin",
+            "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/",
+            telemetry.WORKER_TELEMETRY: "true",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["False", "True", "True"], out.stdout + out.stderr
+
+
+def test_host_and_worker_agree_on_who_exports() -> None:
+    """host.json's telemetryMode OpenTelemetry and the worker setting go together (Functions docs,
+    opentelemetry-howto.md); in that mode host.json's logging.applicationInsights is ignored, so it
+    is not there to mislead."""
+    host = json.loads((ROOT / "host.json").read_text(encoding="utf-8"))
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationInsights" not in host.get("logging", {})
+    settings = app_settings()
+    assert settings[telemetry.WORKER_TELEMETRY].expr == "true"
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in settings

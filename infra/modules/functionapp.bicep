@@ -164,6 +164,10 @@ var hostSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
   // Local auth is off on the component: send telemetry with an Entra token for the identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // With host.json's telemetryMode OpenTelemetry: the Python worker configures the Azure Monitor
+  // distro itself and tells the host, which then stops relaying the worker's logs, so each record
+  // reaches Application Insights once (azure-functions docs, opentelemetry-howto.md; shared/telemetry.py).
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
   // The host's request body limit (bytes, default 100 MB) set to what the webhook accepts: the
   // host buffers a body whole before the worker sees it, so without this an anonymous caller
   // makes each instance hold up to 100 MB per request before devicemon can answer 413.
