@@ -36,6 +36,10 @@ class Settings:
     tables_connection_string: str | None = None
     tables_endpoint: str | None = None
     table_prefix: str = ""
+    # CA_POLICY: the device controls of your Conditional Access policy's Grant blade. Both ticked
+    # with "Require all the selected controls" (the portal's default) = compliant_and_hybrid;
+    # with "Require one of the selected controls" = compliant_or_hybrid (devicemon's default);
+    # one ticked = compliant or hybrid (docs/reason-codes.md).
     policy: Policy = Policy.COMPLIANT_OR_HYBRID
     intune_enabled: bool = True
     graph_base_url: str = DEFAULT_GRAPH_URL

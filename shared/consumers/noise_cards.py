@@ -49,6 +49,8 @@ FLAP_CAUSES: dict[str, str] = {
     "stays in Entra Connect's sync scope and is not deleted and re-synced.",
     "NOT_JOINED": "The device's registration keeps changing: check the Entra audit log for the "
     "device.",
+    "COMPLIANCE_NOT_SUPPORTED": "The device's reported Windows version keeps changing between "
+    "down-level and Windows 10 or later: check what it reports in Entra.",
 }
 # What usually makes many devices change at once for the same reason. Eligibility lost: the
 # likely cause and where to look; regained together: the cause was probably undone centrally.
@@ -70,6 +72,9 @@ MASS_CAUSES: dict[str, str] = {
     "next user sign-in on the corporate network.",
     "NOT_JOINED": "Registered (personal) devices fail a requirement they cannot meet: a "
     "Conditional Access change (or CA_POLICY) likely now requires hybrid join.",
+    "COMPLIANCE_NOT_SUPPORTED": "Down-level Windows devices met the compliant control, which "
+    "never supported them: a Conditional Access change (or CA_POLICY) now requires compliance "
+    "of Windows devices older than Windows 10.",
 }
 MASS_RESTORED = (
     "They came back together: the cause was most likely fixed or undone centrally. Nothing to do "

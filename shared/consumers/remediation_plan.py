@@ -14,7 +14,6 @@ from enum import StrEnum
 from shared.core.alert_view import AlertView
 
 REMEDIABLE = ("NOT_COMPLIANT", "COMPLIANCE_UNKNOWN")
-INTUNE_MANAGED = ("intune", "co_managed")
 SYNC_DEVICE = "syncDevice"
 
 
@@ -52,6 +51,7 @@ class Skip(StrEnum):
     RESTORED = "restored"
     NO_FIX_FOR_REASONS = "no_fix_for_reasons"
     NOT_INTUNE_MANAGED = "not_intune_managed"
+    COMPLIANCE_NOT_WITH_INTUNE = "compliance_not_with_intune"
     MODE_OFF = "mode_off"
 
 
@@ -76,11 +76,28 @@ def plan(alert: AlertView, mode: Mode) -> Plan:
             Skip.NO_FIX_FOR_REASONS,
             f"no automatic fix for {', '.join(alert.reasons) or 'these reasons'}",
         )
-    if alert.management not in INTUNE_MANAGED or not alert.managed_device_id:
+    if alert.management == "co_managed" and alert.compliance_workload != "intune":
+        # An Intune sync re-evaluates Intune's compliance policies only; with the workload on
+        # Configuration Manager (configurationManagerClientEnabledFeatures.compliancePolicy
+        # false), or not known to be on Intune, it changes nothing.
+        where = (
+            "with Configuration Manager"
+            if alert.compliance_workload == "configuration_manager"
+            else "not known to be with Intune"
+        )
+        return Plan(
+            Outcome.SKIPPED,
+            Skip.COMPLIANCE_NOT_WITH_INTUNE,
+            f"{', '.join(fixable)}, but the co-managed device's compliance workload is {where}",
+        )
+    if alert.management not in ("intune", "co_managed") or not alert.managed_device_id:
+        # Exchange, Configuration Manager alone, Jamf: an Intune syncDevice is not theirs.
         return Plan(
             Outcome.SKIPPED,
             Skip.NOT_INTUNE_MANAGED,
-            f"{', '.join(fixable)}, but the device has no Intune record to sync",
+            f"{', '.join(fixable)}, but Intune does not manage the device "
+            f"(management {alert.management or 'unknown'}"
+            f"{'' if alert.managed_device_id else ', no Intune record'})",
         )
     what = f"Intune syncDevice for {', '.join(fixable)}"
     if mode is Mode.OFF:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.core import explain
+
 LOST = "devicemon.eligibility.lost"
 RESTORED = "devicemon.eligibility.restored"
 
@@ -49,6 +51,14 @@ class AlertView:
     detected_at: datetime
     correlation_id: str
     state_version: int
+    # Added after v1's first release: absent from older alerts, so optional with defaults.
+    ownership: str | None = None
+    on_premises_sync: bool | None = None
+    compliance_workload: str | None = None
+    removed_reason: str | None = None
+    previous_object_id: str | None = None
+    summary: str = ""
+    advice: tuple[tuple[str, str], ...] = ()
 
     @property
     def lost(self) -> bool:
@@ -58,6 +68,11 @@ class AlertView:
     def name(self) -> str:
         """What people call the device: its display name, else its object id."""
         return self.display_name or self.object_id
+
+    def action(self, code: str) -> str:
+        """What to do about a reason: the alert's own advice (chosen for this device's origin),
+        else the code's general advice."""
+        return dict(self.advice).get(code) or explain.reason(code).action
 
     @property
     def subject_reasons(self) -> tuple[str, ...]:
@@ -92,6 +107,20 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 def _opt(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
+
+
+def _opt_bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _advice(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        (str(item["reason"]), str(item["action"]))
+        for item in value
+        if isinstance(item, dict) and item.get("reason") and item.get("action")
+    )
 
 
 def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
@@ -148,4 +177,11 @@ def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
         detected_at=parse_time(detection.get("detectedAt")) or time,
         correlation_id=str(detection.get("correlationId") or ""),
         state_version=version,
+        ownership=_opt(device.get("ownership")),
+        on_premises_sync=_opt_bool(device.get("onPremisesSyncEnabled")),
+        compliance_workload=_opt(device.get("complianceWorkload")),
+        removed_reason=_opt(device.get("removedReason")),
+        previous_object_id=_opt(previous.get("objectId")),
+        summary=str(current.get("summary") or ""),
+        advice=_advice(current.get("advice")),
     )

@@ -25,11 +25,30 @@ from shared.core.models import (
     Transition,
     Warning_,
 )
+from shared.core.scope import down_level_windows, hybrid_applies, targeted
 
 # Intune's own first-party application id, as written in device.mdmAppId.
 INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
+# Every managementAgentType member of Graph v1.0 (microsoft-graph-docs-contrib
+# `intune-devices-managementagenttype.md`), lower-cased, and who it says manages the device.
+MANAGEMENT_AGENTS: dict[str, Management] = {
+    "eas": Management.EXCHANGE,  # "managed by Exchange server"
+    "mdm": Management.INTUNE,  # "managed by Intune MDM"
+    "easmdm": Management.INTUNE,  # "both Exchange server and Intune MDM"
+    "intuneclient": Management.INTUNE,  # "Intune client managed"
+    "easintuneclient": Management.INTUNE,  # "EAS and Intune client dual managed"
+    "configurationmanagerclient": Management.CONFIGURATION_MANAGER,  # "Configuration Manager"
+    "configurationmanagerclientmdm": Management.CO_MANAGED,  # "Configuration Manager and MDM"
+    "configurationmanagerclientmdmeas": Management.CO_MANAGED,  # "... MDM and Eas"
+    "unknown": Management.UNKNOWN,
+    "jamf": Management.JAMF,  # "The device attributes are fetched from Jamf"
+    # "managed by Google's CloudDPC": the agent of Intune's Android Enterprise corporate-owned
+    # enrollments (memdocs `android-dedicated-devices-fully-managed-enroll.md` provisions
+    # com.google.android.apps.work.clouddpc with an Intune enrollment token): Intune manages it.
+    "googleclouddevicepolicycontroller": Management.INTUNE,
+}
 CO_MANAGEMENT_AGENTS = frozenset(
-    {"configurationManagerClientMdm", "configurationManagerClientMdmEas"}
+    agent for agent, management in MANAGEMENT_AGENTS.items() if management is Management.CO_MANAGED
 )
 _TRUST_TYPES = {
     "azuread": JoinType.ENTRA_JOINED,
@@ -62,10 +81,11 @@ def hybrid_join_pending(device: DeviceSnapshot) -> bool:
 
 
 def management_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Management:
-    if managed is not None:
-        if managed.management_agent in CO_MANAGEMENT_AGENTS:
-            return Management.CO_MANAGED
-        return Management.INTUNE
+    agent = (managed.management_agent or "").lower() if managed else ""
+    known = MANAGEMENT_AGENTS.get(agent)
+    if known is not None and known is not Management.UNKNOWN:
+        return known
+    # No Intune record, or one whose agent says nothing: the Entra object's own MDM facts.
     if device.is_managed is False:
         return Management.UNMANAGED
     if device.is_managed and (device.mdm_app_id or "").lower() == INTUNE_MDM_APP_ID:
@@ -73,26 +93,41 @@ def management_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None)
     return Management.UNKNOWN
 
 
+def compliance_workload(
+    management: Management, managed: ManagedDeviceSnapshot | None
+) -> str | None:
+    """On a co-managed device, who runs the compliance policies workload: "intune" or
+    "configuration_manager" (configurationManagerClientEnabledFeatures.compliancePolicy); None
+    when the device is not co-managed or Graph did not say."""
+    if management is not Management.CO_MANAGED or managed is None:
+        return None
+    if managed.compliance_policy_by_intune is None:
+        return None
+    return "intune" if managed.compliance_policy_by_intune else "configuration_manager"
+
+
+def _intune_state(managed: ManagedDeviceSnapshot | None) -> str:
+    return (managed.compliance_state or "").lower() if managed else ""
+
+
 def compliance_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Compliance:
-    # Grace period first: Entra still says compliant, Intune already knows access will end.
-    if managed is not None and (managed.compliance_state or "").lower() == "ingraceperiod":
-        return Compliance.IN_GRACE_PERIOD
+    """Compliance as Conditional Access sees it: Entra's isCompliant. Intune's grace period counts
+    only while Entra still says compliant; once isCompliant is false access has ended, whatever
+    Intune's record says."""
     if device.is_compliant is True:
+        if _intune_state(managed) == "ingraceperiod":
+            return Compliance.IN_GRACE_PERIOD
         return Compliance.COMPLIANT
     if device.is_compliant is False:
         return Compliance.NONCOMPLIANT
     return Compliance.UNKNOWN
 
 
-def windows_major_version(device: DeviceSnapshot) -> int | None:
-    """The major version of a Windows device (6 for 8.1 / Server 2012 R2), None otherwise."""
-    if not (device.operating_system or "").lower().startswith("windows"):
-        return None
-    head = (device.operating_system_version or "").split(".", 1)[0].strip()
-    return int(head) if head.isdigit() else None
-
-
 def _compliance_reason(device: DeviceSnapshot) -> Reason | None:
+    if down_level_windows(device):
+        # "Only supports Windows 10+, iOS, Android, macOS, and Linux Ubuntu": whatever
+        # isCompliant says, a down-level Windows device cannot pass the compliant control.
+        return Reason.COMPLIANCE_NOT_SUPPORTED
     if device.is_compliant is True:
         return None
     return Reason.NOT_COMPLIANT if device.is_compliant is False else Reason.COMPLIANCE_UNKNOWN
@@ -105,22 +140,43 @@ def _join_reason(join_type: JoinType) -> Reason | None:
 
 
 def _missing_controls(
-    policy: Policy, compliance_reason: Reason | None, join_reason: Reason | None
+    policy: Policy, device: DeviceSnapshot, join_type: JoinType
 ) -> tuple[Reason, ...]:
     """The reasons the policy's device controls are not met; empty when they are."""
+    compliance_reason = _compliance_reason(device)
+    join_reason = _join_reason(join_type)
     if policy is Policy.COMPLIANT:
         failed: tuple[Reason | None, ...] = (compliance_reason,)
     elif policy is Policy.HYBRID:
         failed = (join_reason,)
     elif policy is Policy.COMPLIANT_OR_HYBRID:
-        failed = (
-            ()
-            if compliance_reason is None or join_reason is None
-            else (compliance_reason, join_reason)
-        )
+        if not hybrid_applies(device):
+            # The hybrid control is Windows only: on iOS, Android, macOS or Linux compliance is
+            # the one way through, and "not hybrid joined" would be noise.
+            failed = (compliance_reason,)
+        elif compliance_reason is None or join_reason is None:
+            failed = ()
+        else:
+            failed = (compliance_reason, join_reason)
     else:
         failed = (compliance_reason, join_reason)
     return tuple(r for r in failed if r is not None)
+
+
+def _intune_disagreements(
+    device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None
+) -> tuple[Warning_, ...]:
+    """Where Intune's record and Entra's isCompliant (what CA reads) tell different stories."""
+    state = _intune_state(managed)
+    if state == "ingraceperiod" and device.is_compliant is not True:
+        return (Warning_.GRACE_PERIOD_WITHOUT_ACCESS,)
+    if state in ("error", "conflict") and device.is_compliant is True:
+        return (Warning_.COMPLIANCE_ERROR,)
+    if (state == "compliant" and device.is_compliant is False) or (
+        state == "noncompliant" and device.is_compliant is True
+    ):
+        return (Warning_.COMPLIANCE_MISMATCH,)
+    return ()
 
 
 def _warnings(
@@ -131,8 +187,7 @@ def _warnings(
     now: datetime,
 ) -> tuple[Warning_, ...]:
     found: list[Warning_] = []
-    major = windows_major_version(device)
-    if major is not None and major < 10:
+    if down_level_windows(device):
         found.append(Warning_.UNSUPPORTED_OS)
     last_sign_in = device.approximate_last_sign_in
     if last_sign_in is not None and now - last_sign_in > timedelta(days=options.stale_sign_in_days):
@@ -145,11 +200,7 @@ def _warnings(
             days=options.intune_checkin_stale_days
         ):
             found.append(Warning_.INTUNE_CHECKIN_STALE)
-        state = (managed.compliance_state or "").lower()
-        if (state == "compliant" and device.is_compliant is False) or (
-            state == "noncompliant" and device.is_compliant is True
-        ):
-            found.append(Warning_.COMPLIANCE_MISMATCH)
+        found.extend(_intune_disagreements(device, managed))
     return tuple(found)
 
 
@@ -172,11 +223,24 @@ def evaluate(
             reasons=(Reason.DEVICE_DELETED,),
         )
     compliance = compliance_of(device, managed)
+    management = management_of(device, managed)
+    warnings = _warnings(device, managed, compliance, options, now)
+    if not targeted(device, policy):
+        # Not a device the policy asks anything of (a printer, a phone under a Windows-only
+        # policy): nothing blocks it, and it never raises an alert.
+        return Evaluation(
+            policy=policy,
+            join_type=join_type,
+            compliance=compliance,
+            management=management,
+            eligible=True,
+            warnings=(Warning_.NOT_TARGETED, *warnings),
+        )
     if hybrid_join_pending(device):
         # Neither control can be met until the registration completes, whatever the policy.
         missing: tuple[Reason, ...] = (Reason.HYBRID_JOIN_PENDING,)
     else:
-        missing = _missing_controls(policy, _compliance_reason(device), _join_reason(join_type))
+        missing = _missing_controls(policy, device, join_type)
     # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
     disabled = device.account_enabled is False
     reasons = ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing
@@ -189,10 +253,10 @@ def evaluate(
         policy=policy,
         join_type=join_type,
         compliance=compliance,
-        management=management_of(device, managed),
+        management=management,
         eligible=not reasons,
         reasons=reasons,
-        warnings=_warnings(device, managed, compliance, options, now),
+        warnings=warnings,
         grace_period_expires=grace_expiry,
     )
 

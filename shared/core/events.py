@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.core.models import DeviceSnapshot, Evaluation, ManagedDeviceSnapshot, Source, Transition
+from shared.core.advice import Origin, action, why
+from shared.core.evaluation import classify, compliance_workload
+from shared.core.models import (
+    DeviceSnapshot,
+    Evaluation,
+    ManagedDeviceSnapshot,
+    Source,
+    Transition,
+    Warning_,
+)
+from shared.core.records import DeviceRecord
 
 EVENT_TYPES = {
     Transition.LOST: "devicemon.eligibility.lost",
@@ -28,6 +38,57 @@ class PreviousVerdict:
     eligible: bool
     reasons: tuple[str, ...]
     evaluated_at: datetime | None
+    # Set when the verdict was held on another object for the same device (same deviceId).
+    object_id: str | None = None
+
+
+def verdict_of(record: DeviceRecord) -> PreviousVerdict:
+    return PreviousVerdict(record.eligible, record.reasons, record.evaluated_at)
+
+
+def wants_predecessor(device: DeviceSnapshot, evaluation: Evaluation) -> bool:
+    """Whether a first sighting should look for the device's previous object. Entra Connect
+    re-creates a deleted hybrid device as a new object with the same deviceId, Pending
+    (SupportArticles-docs `pending-devices.md`: "Microsoft Entra Connect Sync creates a pending
+    device object for this device"; entra-docs `concept-soft-delete-devices.md`: it matches "on
+    the same DeviceId"). Only that case is looked up: a device joined again by hand gets a new
+    deviceId, so nothing else can have a predecessor."""
+    return bool(device.device_id) and "HYBRID_JOIN_PENDING" in evaluation.reasons
+
+
+def predecessor_verdict(object_id: str, records: list[DeviceRecord]) -> PreviousVerdict | None:
+    """The last verdict devicemon held on another object of the same device while that object
+    existed (its deleted record says nothing about the device's access before)."""
+    alive = [r for r in records if r.object_id != object_id and not r.deleted]
+    if not alive:
+        return None
+    latest = max(alive, key=lambda r: r.evaluated_at)
+    return PreviousVerdict(latest.eligible, latest.reasons, latest.evaluated_at, latest.object_id)
+
+
+def _targeted(warnings: tuple[str, ...] | list[str]) -> bool:
+    return Warning_.NOT_TARGETED.value not in warnings
+
+
+def transition(
+    previous: DeviceRecord | None,
+    evaluation: Evaluation,
+    digest: str,
+    predecessor: PreviousVerdict | None = None,
+) -> Transition:
+    """How this evaluation relates to what devicemon knew. Beyond `classify`: a first sighting
+    of an ineligible object whose predecessor was eligible is a loss (the user had access on
+    the old object and has none on the new one), and a device outside the policy's scope (its
+    previous or its current verdict NOT_TARGETED) never moves eligibility: a deleted printer is
+    a change, not a lost alert."""
+    if previous is None:
+        if predecessor is not None and predecessor.eligible and not evaluation.eligible:
+            return Transition.LOST
+        return Transition.FIRST_SEEN
+    warnings = [w.value for w in evaluation.warnings]
+    if not (_targeted(previous.warnings) and _targeted(warnings)):
+        return Transition.UNCHANGED if previous.fingerprint == digest else Transition.CHANGED
+    return classify(previous.eligible, previous.fingerprint, evaluation.eligible, digest)
 
 
 def event_id(device_object_id: str, version: int, transition: Transition) -> str:
@@ -54,6 +115,15 @@ def build_alert(
 ) -> dict[str, Any]:
     if transition not in EVENT_TYPES:
         raise ValueError(f"{transition} does not raise an alert")
+    workload = compliance_workload(evaluation.management, managed)
+    origin = Origin(
+        join_type=evaluation.join_type.value,
+        synced=device.on_premises_sync,
+        removed_reason=device.removed_reason,
+        management=evaluation.management.value,
+        compliance_workload=workload,
+    )
+    reasons = [r.value for r in evaluation.reasons]
     return {
         "specversion": "1.0",
         "id": event_id(device.object_id, version, transition),
@@ -74,18 +144,25 @@ def build_alert(
                 "management": evaluation.management.value,
                 "managedDeviceId": managed.managed_device_id if managed else None,
                 "userPrincipalName": managed.user_principal_name if managed else None,
+                "ownership": device.device_ownership,
+                "onPremisesSyncEnabled": device.on_premises_sync,
+                "complianceWorkload": workload,
+                "removedReason": device.removed_reason,
             },
             "previous": {
                 "eligible": previous.eligible,
                 "reasons": list(previous.reasons),
                 "evaluatedAt": _iso(previous.evaluated_at),
+                "objectId": previous.object_id,
             },
             "current": {
                 "eligible": evaluation.eligible,
-                "reasons": [r.value for r in evaluation.reasons],
+                "reasons": reasons,
                 "warnings": [w.value for w in evaluation.warnings],
                 "compliance": evaluation.compliance.value,
                 "gracePeriodExpires": _iso(evaluation.grace_period_expires),
+                "summary": why(evaluation.policy.value, reasons),
+                "advice": [{"reason": code, "action": action(code, origin)} for code in reasons],
             },
             "policy": evaluation.policy.value,
             "severity": SEVERITY[transition],

@@ -27,34 +27,45 @@ REASONS: dict[str, Explanation] = {
             Reason.DEVICE_DELETED,
             "deleted from Entra ID",
             "The device object no longer exists in Microsoft Entra ID.",
-            "If unexpected, restore it from deleted devices in the Entra admin center or "
-            "re-join it.",
+            "Entra joined and registered devices are soft-deleted where device soft delete "
+            "(preview) is on: restore it within 30 days with Microsoft Graph or PowerShell (the "
+            "admin center cannot). Hybrid joined devices are deleted for good: Entra Connect "
+            "syncs the computer back as a Pending device, which must register again.",
         ),
         Explanation(
             Reason.DEVICE_DISABLED,
             "disabled in Entra ID",
             "The device object is disabled in Microsoft Entra ID.",
-            "Check the Entra audit log for who disabled it; enable it again if it was a mistake.",
+            "Check the Entra audit log for who disabled it; enable it again if it was a mistake "
+            "(a synced hybrid device is enabled in on-premises Active Directory, not in Entra).",
         ),
         Explanation(
             Reason.NOT_COMPLIANT,
             "not compliant",
-            "Intune marks the device as not compliant, and the policy requires compliance.",
+            "Intune marks the device as not compliant.",
             "Open the device in Intune to see which compliance policy fails; a device sync "
             "re-evaluates it.",
         ),
         Explanation(
             Reason.COMPLIANCE_UNKNOWN,
             "compliance not reported",
-            "Intune has not reported compliance for the device (not enrolled, enrollment "
-            "incomplete, or not managed by Intune), and the policy requires compliance.",
+            "No compliance is reported for the device (not enrolled in Intune, enrollment "
+            "incomplete, or managed by something that does not report compliance).",
             "Check the enrollment in Intune; for co-managed devices check that the compliance "
             "workload is with Intune.",
         ),
         Explanation(
+            Reason.COMPLIANCE_NOT_SUPPORTED,
+            "OS cannot be compliant",
+            "The device runs Windows before Windows 10, which the compliant control does not "
+            "support: it cannot pass that control whatever Intune reports.",
+            "Upgrade or replace the device; meanwhile only the hybrid join control (if the "
+            "policy accepts it) lets a down-level Windows device through.",
+        ),
+        Explanation(
             Reason.NOT_HYBRID_JOINED,
             "not hybrid joined",
-            "The device is Entra joined, not hybrid joined, and the policy requires hybrid join.",
+            "The device is Entra joined, not hybrid joined.",
             "Expected for cloud-only devices; otherwise check Entra Connect sync and "
             "`dsregcmd /status` on the device.",
         ),
@@ -65,16 +76,16 @@ REASONS: dict[str, Explanation] = {
             "registration (Pending): it cannot pass any device-based Conditional Access "
             "control, compliant or hybrid, until it does.",
             "On the device, as the user, sign in on the corporate network (or over VPN) and run "
-            "`dsregcmd /status`; check the device is in Entra Connect's sync scope. A hybrid "
-            "device deleted in Entra comes back Pending and must register again.",
+            "`dsregcmd /status`; check the device is in Entra Connect's sync scope. A device "
+            "that was registered before (its object deleted and synced back) stays Pending "
+            "until it leaves and joins again: `dsregcmd /leave` as administrator, then restart.",
         ),
         Explanation(
             Reason.NOT_JOINED,
             "not joined",
-            "The device is only registered (or not joined at all), and the policy requires "
-            "hybrid join.",
-            "A registered (personal) device cannot be hybrid joined; it can still pass by being "
-            "compliant if the policy allows either.",
+            "The device is only registered (or not joined at all), so it is not hybrid joined.",
+            "A registered device cannot be hybrid joined; it can still pass by being compliant "
+            "if the policy accepts either.",
         ),
     )
 }
@@ -85,8 +96,9 @@ WARNINGS: dict[str, Explanation] = {
         Explanation(
             Warning_.UNSUPPORTED_OS,
             "down-level Windows",
-            "Down-level Windows (below 10): no longer listed as supported for hybrid join.",
-            "Plan the upgrade; the device still passes today.",
+            "Down-level Windows (below 10): no longer listed as supported for hybrid join, and "
+            "never able to pass the compliant control.",
+            "Plan the upgrade.",
         ),
         Explanation(
             Warning_.STALE_SIGN_IN,
@@ -113,13 +125,39 @@ WARNINGS: dict[str, Explanation] = {
             "Intune and Entra disagree about compliance (usually a short propagation delay).",
             "Usually resolves itself within minutes; if it persists, sync the device.",
         ),
+        Explanation(
+            Warning_.COMPLIANCE_ERROR,
+            "Intune compliance error",
+            "Entra still marks the device compliant, but Intune reports an error or a conflict "
+            "evaluating its compliance: a setting in error keeps the state for up to 7 days, "
+            "then the device turns noncompliant at once, without a grace period.",
+            "Open the device's compliance in Intune and fix the setting in error or the "
+            "conflicting policies before the state runs out.",
+        ),
+        Explanation(
+            Warning_.GRACE_PERIOD_WITHOUT_ACCESS,
+            "grace period, no access",
+            "Intune reports a grace period, but Entra does not mark the device compliant: "
+            "Conditional Access reads Entra, so access has already ended; the grace period "
+            "does not keep it.",
+            "Treat it as noncompliant now: fix the failing setting and sync the device.",
+        ),
+        Explanation(
+            Warning_.NOT_TARGETED,
+            "not targeted",
+            "No device control of the policy applies to this device (a printer, a secure VM, "
+            "a shared or IoT device, or a platform the policy's controls do not support): "
+            "devicemon does not judge it and never alerts on it.",
+            "Nothing, if the policy indeed leaves it out; if it does target such devices, "
+            "devicemon's scope is narrower than the policy's (docs/reason-codes.md, Scope).",
+        ),
     )
 }
 
 JOIN_TYPES = {
     "entra_joined": "Entra joined",
     "hybrid_joined": "Entra hybrid joined",
-    "registered": "Entra registered (personal)",
+    "registered": "Entra registered",
     "unknown": "unknown join type",
 }
 COMPLIANCE = {
@@ -131,9 +169,13 @@ COMPLIANCE = {
 MANAGEMENT = {
     "intune": "Intune",
     "co_managed": "co-managed (Intune + Configuration Manager)",
+    "configuration_manager": "Configuration Manager only",
+    "exchange": "Exchange ActiveSync only",
+    "jamf": "Jamf",
     "unmanaged": "not managed by an MDM",
     "unknown": "unknown",
 }
+OWNERSHIP = {"company": "company-owned", "personal": "personal"}
 POLICIES = {
     Policy.COMPLIANT_OR_HYBRID.value: "a compliant device or a hybrid joined device",
     Policy.COMPLIANT.value: "a compliant device",
@@ -160,8 +202,11 @@ def warning(code: str) -> Explanation:
     )
 
 
-def join_type(value: str) -> str:
-    return JOIN_TYPES.get(value, value or "unknown join type")
+def join_type(value: str, ownership: str | None = None) -> str:
+    """'Entra registered' or, when Intune set deviceOwnership, 'Entra registered, personal'."""
+    words = JOIN_TYPES.get(value, value or "unknown join type")
+    owned = OWNERSHIP.get((ownership or "").lower())
+    return f"{words}, {owned}" if owned else words
 
 
 def compliance(value: str) -> str:

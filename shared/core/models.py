@@ -12,7 +12,10 @@ from enum import StrEnum
 
 
 class Policy(StrEnum):
-    """Which device controls the organisation's Conditional Access policy requires."""
+    """Which device controls the organisation's Conditional Access policy requires, and how it
+    combines them. With both grant controls ticked, the portal's "Require all the selected
+    controls" (its default) is COMPLIANT_AND_HYBRID and "Require one of the selected controls" is
+    COMPLIANT_OR_HYBRID (entra-docs `concept-conditional-access-grant.md`)."""
 
     COMPLIANT_OR_HYBRID = "compliant_or_hybrid"
     COMPLIANT = "compliant"
@@ -35,8 +38,13 @@ class Compliance(StrEnum):
 
 
 class Management(StrEnum):
+    """Who manages the device, from Intune's managementAgent (evaluation.MANAGEMENT_AGENTS)."""
+
     INTUNE = "intune"
-    CO_MANAGED = "co_managed"
+    CO_MANAGED = "co_managed"  # Intune and Configuration Manager
+    CONFIGURATION_MANAGER = "configuration_manager"  # Configuration Manager alone
+    EXCHANGE = "exchange"  # Exchange ActiveSync alone
+    JAMF = "jamf"  # attributes fetched from Jamf
     UNMANAGED = "unmanaged"
     UNKNOWN = "unknown"
 
@@ -51,6 +59,7 @@ class Reason(StrEnum):
     NOT_HYBRID_JOINED = "NOT_HYBRID_JOINED"
     NOT_JOINED = "NOT_JOINED"
     HYBRID_JOIN_PENDING = "HYBRID_JOIN_PENDING"
+    COMPLIANCE_NOT_SUPPORTED = "COMPLIANCE_NOT_SUPPORTED"
 
 
 class Warning_(StrEnum):
@@ -61,6 +70,9 @@ class Warning_(StrEnum):
     COMPLIANCE_GRACE_PERIOD = "COMPLIANCE_GRACE_PERIOD"
     INTUNE_CHECKIN_STALE = "INTUNE_CHECKIN_STALE"
     COMPLIANCE_MISMATCH = "COMPLIANCE_MISMATCH"
+    COMPLIANCE_ERROR = "COMPLIANCE_ERROR"
+    GRACE_PERIOD_WITHOUT_ACCESS = "GRACE_PERIOD_WITHOUT_ACCESS"
+    NOT_TARGETED = "NOT_TARGETED"
 
 
 class Transition(StrEnum):
@@ -101,7 +113,14 @@ class DeviceSnapshot:
     # null, None when it was not read (an old snapshot, a partial delta item).
     profile_type: str | None = None
     alternative_security_ids: int | None = None
+    # deviceOwnership as Intune sets it ("company", "personal", "unknown"), lower-cased.
+    device_ownership: str | None = None
+    # onPremisesSyncEnabled: true while Entra Connect syncs the object from on-premises AD.
+    on_premises_sync: bool | None = None
     deleted: bool = False
+    # How Graph said the device went, when it said: delta's @removed.reason, "changed" (soft
+    # deleted, restorable) or "deleted" (gone for good). None after a bare 404.
+    removed_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +133,9 @@ class ManagedDeviceSnapshot:
     grace_period_expires: datetime | None = None
     last_sync: datetime | None = None
     user_principal_name: str | None = None
+    # configurationManagerClientEnabledFeatures.compliancePolicy: on a co-managed device, whether
+    # the compliance policies workload is with Intune (None when Graph did not say).
+    compliance_policy_by_intune: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,10 @@ def device_from_json(data: Any) -> DeviceSnapshot:
         mdm_app_id=_str(data, "mdmAppId"),
         profile_type=_present(data, "profileType"),
         alternative_security_ids=_count(data, "alternativeSecurityIds"),
+        device_ownership=_lower(_str(data, "deviceOwnership")),
+        on_premises_sync=_bool(data, "onPremisesSyncEnabled"),
         deleted="@removed" in data,
+        removed_reason=_removed_reason(data.get("@removed")),
     )
 
 
@@ -83,7 +86,29 @@ def managed_device_from_json(data: Any) -> ManagedDeviceSnapshot:
         grace_period_expires=parse_time(data.get("complianceGracePeriodExpirationDateTime")),
         last_sync=parse_time(data.get("lastSyncDateTime")),
         user_principal_name=_str(data, "userPrincipalName"),
+        compliance_policy_by_intune=_compliance_workload(
+            data.get("configurationManagerClientEnabledFeatures")
+        ),
     )
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+def _removed_reason(removed: Any) -> str | None:
+    """delta's `{"@removed": {"reason": "changed" | "deleted"}}`; anything else says nothing."""
+    reason = removed.get("reason") if isinstance(removed, dict) else None
+    return reason.lower() if isinstance(reason, str) and reason else None
+
+
+def _compliance_workload(features: Any) -> bool | None:
+    """configurationManagerClientEnabledFeatures.compliancePolicy ("Whether compliance policy is
+    managed by Intune"); null or absent for a device Configuration Manager does not co-manage."""
+    if not isinstance(features, dict):
+        return None
+    value = features.get("compliancePolicy")
+    return value if isinstance(value, bool) else None
 
 
 def _count(data: dict[str, Any], key: str) -> int | None:

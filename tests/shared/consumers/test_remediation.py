@@ -22,7 +22,16 @@ ACT = Outcome.CLAIMED
         ({}, True, None),
         ({"reasons": ("COMPLIANCE_UNKNOWN",)}, True, None),
         ({"reasons": ("DEVICE_DISABLED", "NOT_COMPLIANT")}, True, None),
-        ({"reasons": ("NOT_COMPLIANT",), "management": "co_managed"}, True, None),
+        ({"management": "co_managed", "workload": "intune"}, True, None),
+        (
+            {"management": "co_managed", "workload": "configuration_manager"},
+            False,
+            Skip.COMPLIANCE_NOT_WITH_INTUNE,
+        ),
+        ({"management": "co_managed"}, False, Skip.COMPLIANCE_NOT_WITH_INTUNE),
+        ({"management": "exchange"}, False, Skip.NOT_INTUNE_MANAGED),
+        ({"management": "configuration_manager"}, False, Skip.NOT_INTUNE_MANAGED),
+        ({"management": "jamf"}, False, Skip.NOT_INTUNE_MANAGED),
         ({"lost": False}, False, Skip.RESTORED),
         ({"reasons": ("DEVICE_DISABLED",)}, False, Skip.NO_FIX_FOR_REASONS),
         ({"reasons": ("DEVICE_DELETED",)}, False, Skip.NO_FIX_FOR_REASONS),
@@ -33,7 +42,11 @@ ACT = Outcome.CLAIMED
     ],
 )
 def test_plan(mode: Mode, alert: dict[str, Any], applicable: bool, skip: Skip | None) -> None:
-    decided = plan(parse_alert(make_alert(**alert)), mode)
+    changes = dict(alert)
+    workload = changes.pop("workload", None)
+    body = make_alert(**changes)
+    body["data"]["device"]["complianceWorkload"] = workload
+    decided = plan(parse_alert(body), mode)
     if not applicable:
         assert (decided.outcome, decided.code) == (Outcome.SKIPPED, skip)
     elif mode is Mode.OFF:

@@ -10,7 +10,6 @@ from shared.core.evaluation import (
     classify,
     evaluate,
     fingerprint,
-    windows_major_version,
 )
 from shared.core.models import (
     Compliance,
@@ -23,6 +22,7 @@ from shared.core.models import (
     Transition,
     Warning_,
 )
+from shared.core.scope import windows_major_version
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TRUST = {
@@ -234,7 +234,8 @@ def test_grace_period_keeps_access_and_warns_with_the_expiry() -> None:
         ("configurationManagerClientMdm", Management.CO_MANAGED),
         ("configurationManagerClientMdmEas", Management.CO_MANAGED),
         ("mdm", Management.INTUNE),
-        (None, Management.INTUNE),
+        # An agent Graph did not send says nothing: the Entra object has no Intune MDM app id.
+        (None, Management.UNKNOWN),
     ],
 )
 def test_management_from_the_intune_record(agent, expected) -> None:
