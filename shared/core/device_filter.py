@@ -21,6 +21,9 @@ import re
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from shared.core.device_filter_tokens import Refused, Token, describe, tokens
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 MAX_RULE_LENGTH = 3072  # "The maximum length for the filter rule is 3072 characters"
 
 
@@ -139,100 +142,16 @@ class NotUnderstood:
         return f"not understood at character {self.position + 1}: {self.reason}"
 
 
-class _Refused(Exception):
-    def __init__(self, position: int, reason: str) -> None:
-        super().__init__(reason)
-        self.position = position
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class _Token:
-    kind: str  # "(", ")", "[", "]", ",", "string", "word", "other", "end"
-    text: str
-    position: int
-    value: str = ""  # a string token's unescaped value
-
-
-_WORD = re.compile(r"-?[A-Za-z_][A-Za-z0-9_.]*")
-_GUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-_PUNCTUATION = "()[],"
-_STOPS = set(_PUNCTUATION) | {'"', "'", "`"}
-
-
-def _string(rule: str, start: int) -> tuple[str, int]:
-    """Read a quoted string from `start` (its opening quote); return its value and the offset
-    after it. Escapes (groups-dynamic-membership.md): a double quote inside a value is written
-    `" and a single quote ''. Anything else that could be an escape is refused."""
-    quote = rule[start]
-    out: list[str] = []
-    i = start + 1
-    while i < len(rule):
-        char = rule[i]
-        pair = rule[i : i + 2]
-        if pair == '`"':
-            out.append('"')
-            i += 2
-        elif pair == "''":
-            out.append("'")
-            i += 2
-        elif char == quote:
-            return "".join(out), i + 1
-        elif char == "`":
-            raise _Refused(i, 'a backtick inside a string escapes only a double quote (`")')
-        elif char in "'\"":
-            escape = "''" if char == "'" else '`"'
-            raise _Refused(i, f"a lone {char} inside a string (the docs escape it as {escape})")
-        else:
-            out.append(char)
-            i += 1
-    raise _Refused(start, "the string is never closed")
-
-
-def _tokens(rule: str) -> list[_Token]:
-    found: list[_Token] = []
-    i = 0
-    while i < len(rule):
-        char = rule[i]
-        if char.isspace():
-            i += 1
-        elif char in _PUNCTUATION:
-            found.append(_Token(char, char, i))
-            i += 1
-        elif char in "\"'":
-            value, end = _string(rule, i)
-            found.append(_Token("string", rule[i:end], i, value))
-            i = end
-        elif char == "`":
-            raise _Refused(i, "a backtick outside a string (the docs' escape works inside one)")
-        else:
-            end = i
-            while end < len(rule) and not rule[end].isspace() and rule[end] not in _STOPS:
-                end += 1
-            text = rule[i:end]
-            found.append(_Token("word" if _WORD.fullmatch(text) else "other", text, i))
-            i = end
-    found.append(_Token("end", "", len(rule)))
-    return found
-
-
-def _describe(token: _Token) -> str:
-    if token.kind == "end":
-        return "the end of the rule"
-    hint = " (a typographic dash, not '-')" if token.text[:1] in "\u2013\u2014\u2212" else ""
-    return f"{token.text!r}{hint}"
-
-
 class _Parser:
     def __init__(self, rule: str) -> None:
-        self.tokens = _tokens(rule)
+        self.tokens = tokens(rule)
         self.index = 0
 
     @property
-    def token(self) -> _Token:
+    def token(self) -> Token:
         return self.tokens[self.index]
 
-    def _advance(self) -> _Token:
+    def _advance(self) -> Token:
         token = self.token
         self.index += 1
         return token
@@ -246,8 +165,8 @@ class _Parser:
     def rule(self) -> Node:
         node = self._or()
         if self.token.kind != "end":
-            raise _Refused(
-                self.token.position, f"expected -and, -or or the end, found {_describe(self.token)}"
+            raise Refused(
+                self.token.position, f"expected -and, -or or the end, found {describe(self.token)}"
             )
         return node
 
@@ -270,10 +189,10 @@ class _Parser:
             opening = self._advance()
             node = self._or()
             if self.token.kind != ")":
-                raise _Refused(
+                raise Refused(
                     self.token.position,
                     f"expected ')' closing the '(' at character {opening.position + 1}, "
-                    f"found {_describe(self.token)}",
+                    f"found {describe(self.token)}",
                 )
             self._advance()
             return node
@@ -283,10 +202,10 @@ class _Parser:
         token = self._advance()
         prefix, _, name = token.text.partition(".")
         if token.kind != "word" or prefix.casefold() != "device" or not name:
-            raise _Refused(token.position, f"expected device.<property>, found {_describe(token)}")
+            raise Refused(token.position, f"expected device.<property>, found {describe(token)}")
         spec = PROPERTIES.get(name.casefold())
         if spec is None:
-            raise _Refused(
+            raise Refused(
                 token.position,
                 f"device.{name} is not a property the filter for devices supports",
             )
@@ -301,36 +220,36 @@ class _Parser:
             operator = _OPERATORS[bare]
             if operator not in spec.operators:
                 allowed = ", ".join(f"-{op.value}" for op in Operator if op in spec.operators)
-                raise _Refused(
+                raise Refused(
                     token.position,
                     f"-{operator.value} is not supported for {spec.name} ({allowed})",
                 )
             return operator
         if token.kind == "word" and bare in _OTHER_OPERATORS:
-            raise _Refused(token.position, f"{token.text} is not an operator of device filters")
+            raise Refused(token.position, f"{token.text} is not an operator of device filters")
         names = ", ".join(f"-{op.value}" for op in Operator)
-        raise _Refused(token.position, f"expected an operator ({names}), found {_describe(token)}")
+        raise Refused(token.position, f"expected an operator ({names}), found {describe(token)}")
 
     def _value(self, spec: PropertySpec, operator: Operator) -> Value:
         token = self.token
         listed = operator in (Operator.IN, Operator.NOT_IN)
         if token.kind == "[":
             if not listed:
-                raise _Refused(token.position, "a [list] goes only with -in and -notIn")
+                raise Refused(token.position, "a [list] goes only with -in and -notIn")
             return self._list(spec)
         if listed:
-            raise _Refused(token.position, f"-{operator.value} takes a [list] of strings")
+            raise Refused(token.position, f"-{operator.value} takes a [list] of strings")
         self._advance()
         if token.kind == "word" and token.text.casefold() == "null":
             if operator not in _EQ:
-                raise _Refused(token.position, "null can only be compared with -eq or -ne")
+                raise Refused(token.position, "null can only be compared with -eq or -ne")
             return None
         if token.kind == "word" and token.text.casefold() in ("true", "false"):
             if spec.kind is not Kind.BOOLEAN:
-                raise _Refused(token.position, f"{spec.name} is not a boolean property")
+                raise Refused(token.position, f"{spec.name} is not a boolean property")
             return token.text.casefold() == "true"
         if token.kind != "string":
-            raise _Refused(token.position, f"expected a quoted value, found {_describe(token)}")
+            raise Refused(token.position, f"expected a quoted value, found {describe(token)}")
         return self._checked(spec, token.value, token.position)
 
     def _list(self, spec: PropertySpec) -> tuple[str, ...]:
@@ -339,9 +258,9 @@ class _Parser:
         while True:
             token = self._advance()
             if token.kind != "string":
-                raise _Refused(
+                raise Refused(
                     token.position,
-                    f"expected a quoted string in the list, found {_describe(token)}",
+                    f"expected a quoted string in the list, found {describe(token)}",
                 )
             value = self._checked(spec, token.value, token.position)
             assert isinstance(value, str)  # lists exist only for string properties
@@ -350,20 +269,20 @@ class _Parser:
             if separator.kind == "]":
                 return tuple(items)
             if separator.kind != ",":
-                raise _Refused(
+                raise Refused(
                     separator.position,
                     f"expected ',' or ']' closing the list at character {opening.position + 1}, "
-                    f"found {_describe(separator)}",
+                    f"found {describe(separator)}",
                 )
 
     @staticmethod
     def _checked(spec: PropertySpec, value: str, position: int) -> str | bool:
         if spec.guid and not _GUID.fullmatch(value):
-            raise _Refused(position, f"{spec.name} takes a GUID, not {value!r}")
+            raise Refused(position, f"{spec.name} takes a GUID, not {value!r}")
         if spec.values:
             matches = [v for v in spec.values if v.casefold() == value.casefold()]
             if not matches:
-                raise _Refused(
+                raise Refused(
                     position,
                     f"{spec.name} takes {', '.join(spec.values)} (documented), not {value!r}",
                 )
@@ -382,7 +301,7 @@ def parse(rule: str) -> Node | NotUnderstood:
         return NotUnderstood(rule, 0, "the rule is empty")
     try:
         return _Parser(rule).rule()
-    except _Refused as refused:
+    except Refused as refused:
         return NotUnderstood(rule, refused.position, refused.reason)
 
 
