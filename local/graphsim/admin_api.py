@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .compliance_states import get_states, put_states
 from .entities import EntityError
 from .faults import FaultRule
 from .fleet import generate_fleet
@@ -450,6 +451,8 @@ def add_admin_routes(app: web.Application) -> None:
         ("GET", f"{t}/managedDevices/{{id}}", get_managed),
         ("PATCH", f"{t}/managedDevices/{{id}}", patch_managed),
         ("DELETE", f"{t}/managedDevices/{{id}}", delete_managed),
+        ("PUT", f"{t}/managedDevices/{{id}}/compliancePolicyStates", put_states),
+        ("GET", f"{t}/managedDevices/{{id}}/compliancePolicyStates", get_states),
         # faults
         ("GET", f"{t}/faults", get_faults),
         ("DELETE", f"{t}/faults", clear_faults),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from . import compliance_states
 from .delta import TokenError, list_page
 from .entities import DEVICE_KNOWN, DEVICE_TYPE, MANAGED_DEVICE_KNOWN, MANAGED_DEVICE_TYPE
 from .odata import (
@@ -69,6 +70,8 @@ def resolve(path: str) -> tuple[Route | None, dict[str, str], str]:
         if _function(parts[1], "delta"):
             return ROUTES["devices_delta"], {}, ""
         return ROUTES["device"], {"id": parts[1]}, ""
+    if (compliance := compliance_states.resolve(parts)) is not None:
+        return ROUTES[compliance[0]], compliance[1], ""
     if n >= 2 and low[0] == "devicemanagement" and low[1] == "manageddevices":
         if n == 2:
             return ROUTES["managed_devices"], {}, ""
@@ -491,6 +494,7 @@ ROUTES: dict[str, Route] = {
     ),
     "reauthorize": Route("/subscriptions/{id}/reauthorize", {"POST": reauthorize_subscription}),
     "batch": Route("/$batch", {"POST": batch}),
+    **{key: Route(path, h) for key, path, h in compliance_states.ROUTES},
 }
 
 
