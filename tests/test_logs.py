@@ -27,6 +27,24 @@ from tests.servicebus_helpers import drain_sessions
 
 ROOT = Path(__file__).resolve().parents[1]
 SIG = "TeamsWorkflowSig0123456789abcdef"  # the secret part of a Workflows URL
+APP_ENV = {"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"}
+CONNECTION = (
+    "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
+)
+
+
+def run_python(script: str, **env: str) -> str:
+    """Stdout of `script` in a fresh interpreter at the repository root (a fresh logging tree)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={**APP_ENV, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return done.stdout
 
 
 def _notification(device_id: str, tenant: str, client_state: str) -> dict[str, object]:
@@ -144,16 +162,9 @@ def test_the_app_raises_the_loggers_that_would_leak_urls() -> None:
         " ('httpx', 'httpcore', 'azure', 'azure.core.pipeline.policies.http_logging_policy',"
         " 'azure.servicebus', 'devicemon')))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    *sdk, ours = (int(level) for level in out.stdout.split())
-    assert all(level >= logging.WARNING for level in sdk), out.stdout
+    out = run_python(script)
+    *sdk, ours = (int(level) for level in out.split())
+    assert all(level >= logging.WARNING for level in sdk), out
     assert ours == logging.INFO  # devicemon's own events still reach Application Insights
 
 
@@ -173,32 +184,17 @@ def test_quieting_never_lowers_a_logger_set_higher() -> None:
 
 def test_telemetry_is_off_and_not_even_imported_without_a_connection_string() -> None:
     script = "import sys, function_app; print('azure.monitor.opentelemetry' in sys.modules)"
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "False"
+    out = run_python(script)
+    assert out.strip() == "False"
 
 
 def test_telemetry_configures_the_exporter_when_a_connection_string_is_set() -> None:
     script = (
         "from shared import telemetry; import sys;"
-        "print(telemetry.configure({'APPLICATIONINSIGHTS_CONNECTION_STRING': 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/'}));"
+        f"print(telemetry.configure({{'APPLICATIONINSIGHTS_CONNECTION_STRING': '{CONNECTION}'}}));"
         "print('azure.monitor.opentelemetry' in sys.modules)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    assert out.stdout.split() == ["True", "True"]
+    assert run_python(script).split() == ["True", "True"]
 
 
 def test_the_sdk_http_logging_policy_reaches_no_handler_after_the_apps_setup() -> None:
@@ -220,15 +216,8 @@ def test_the_sdk_http_logging_policy_reaches_no_handler_after_the_apps_setup() -
         "policy.warning('a warning still gets through')\n"
         "print(policy.level, *seen)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={"GRAPH_CLIENT_STATE": "x", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.split() == [str(logging.WARNING), "WARNING"], out.stdout
+    out = run_python(script)
+    assert out.split() == [str(logging.WARNING), "WARNING"], out
 
 
 @pytest.mark.parametrize(
@@ -248,20 +237,12 @@ def test_in_azure_the_app_leaves_the_exporter_to_the_worker() -> None:
         " logging.getLogger('devicemon').level == logging.INFO,"
         " logging.getLogger('azure').getEffectiveLevel() == logging.WARNING)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env={
-            "GRAPH_CLIENT_STATE": "x",
-            "PATH": "/usr/bin:/bin",
-            "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/",
-            telemetry.WORKER_TELEMETRY: "true",
-        },
-        capture_output=True,
-        text=True,
-        check=True,
+    out = run_python(
+        script,
+        APPLICATIONINSIGHTS_CONNECTION_STRING=CONNECTION,
+        PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true",
     )
-    assert out.stdout.split() == ["False", "True", "True"], out.stdout + out.stderr
+    assert out.split() == ["False", "True", "True"], out
 
 
 def test_host_and_worker_agree_on_who_exports() -> None:
