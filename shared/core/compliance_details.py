@@ -41,6 +41,14 @@ TIMEOUT = "timeout"
 THROTTLED = "throttled"
 GRAPH_ERROR = "graph_error"
 INVALID_RESPONSE = "invalid_response"
+UNAVAILABLE_REASONS = (
+    PERMISSION_MISSING,
+    NOT_FOUND,
+    TIMEOUT,
+    THROTTLED,
+    GRAPH_ERROR,
+    INVALID_RESPONSE,
+)
 
 
 @dataclass(frozen=True, slots=True)

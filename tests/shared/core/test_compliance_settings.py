@@ -7,6 +7,7 @@ ones Intune reports (Class.Property, e.g. Windows10CompliancePolicy.BitLockerEna
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from shared.core.compliance_details import (
     GRAPH_ERROR,
     INVALID_RESPONSE,
     PERMISSION_MISSING,
+    UNAVAILABLE_REASONS,
     ComplianceDetails,
     FailingPolicy,
     FailingSetting,
@@ -513,3 +515,18 @@ def test_unavailable_details_carry_the_reason_and_no_lists(reason: str) -> None:
     assert data == {"unavailable": {"reason": reason, "detail": "HTTP 403 Forbidden"}}
     assert "failingPolicies" not in data and "failingSettings" not in data
     assert ComplianceDetails.from_json(data) == details
+
+
+# --- the doc ------------------------------------------------------------------------------------
+
+DOC = (Path(__file__).resolve().parents[3] / "docs" / "compliance-details.md").read_text()
+
+
+@pytest.mark.parametrize("reason", UNAVAILABLE_REASONS)
+def test_every_reason_for_unavailable_details_is_documented(reason: str) -> None:
+    assert f"| `{reason}` |" in DOC
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+def test_every_state_is_in_the_documented_table(state: str) -> None:
+    assert f"`{state}`" in DOC
