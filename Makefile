@@ -6,7 +6,7 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 export DEVICEMON_ARTIFACTS ?= $(CURDIR)/.artifacts
 
-.PHONY: prereqs setup run test lint lint-infra format bench chaos clean
+.PHONY: prereqs setup run stack test lint lint-infra format bench chaos clean
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml | prereqs
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 
 run: setup
 	$(PY) -m local.demo
+
+# The local stack with a small seeded tenant, left up for the CLI (docs/cli.md) until Ctrl-C.
+stack: setup
+	$(PY) -m local.up
 
 lint: $(PY_STAMP)
 	$(PY) -m ruff check .

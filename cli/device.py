@@ -165,7 +165,9 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("device", metavar="ID_OR_NAME", help="object id, display name or deviceId")
+    parser.add_argument(
+        "device", metavar="ID_OR_NAME", type=_target, help="object id, display name or deviceId"
+    )
     parser.add_argument(
         "--limit",
         type=_positive,
@@ -174,6 +176,12 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("--json", action="store_true", help="the read API's JSON instead of text")
     parser.set_defaults(handler=run, needs=("tables",))
+
+
+def _target(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give an object id, a display name or a device id")
+    return text.strip()
 
 
 def _positive(text: str) -> int:

@@ -10,7 +10,7 @@ import argparse
 
 from cli.context import Context
 from cli.errors import FAILED, OK, USAGE, CliError
-from cli.output import Console, clean, when, wrap
+from cli.output import Console, clean, plural, when, wrap
 
 
 async def show(ctx: Context, console: Console, args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ async def redrive(ctx: Context, console: Console, args: argparse.Namespace) -> i
     moved = await move(ctx.runtime().service_bus(), entity, limit=args.limit, message_ids=wanted)
     for letter in moved:
         console.say(f"redriven {clean(letter.message_id or '?', 80)} to {entity.send_to}")
-    console.note(f"dlq redrive: {len(moved)} message(s) sent back to {entity.send_to}")
+    console.note(f"dlq redrive: {plural(len(moved), 'message')} sent back to {entity.send_to}")
     if wanted is not None and len(moved) < len(wanted):
         found = {letter.message_id for letter in moved}
         missing = ", ".join(sorted(m for m in wanted if m not in found))

@@ -55,23 +55,28 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def classify(exc: BaseException, what: str = "a service") -> CliError:
-    """Turn an exception from the SDKs into a message and an exit code."""
+def classify(exc: BaseException, what: str = "a service", *, key: str | None = None) -> CliError:
+    """Turn an exception from the SDKs into a message and an exit code.
+
+    `key` names the connection-string setting whose account key signed the request to `what`,
+    when one did: then a refusal means a wrong key, not a missing role."""
     if isinstance(exc, CliError):
         return exc
     for cause in _chain(exc):
         if isinstance(cause, SettingsError):
             return CliError(str(cause), CONFIG)
+        if isinstance(cause, HttpResponseError) and cause.status_code in (401, 403):
+            return _refused(cause, what, key)
         if isinstance(cause, ClientAuthenticationError):
+            if key is not None:
+                return CliError(
+                    f"cannot sign requests to {what} with the account key in {key}: "
+                    f"{_first_line(cause)}",
+                    CONFIG,
+                )
             return CliError(
                 f"could not authenticate to {what}: {_first_line(cause)} "
                 "(sign in with `az login`, or set AZURE_CLIENT_ID for a managed identity)",
-                CONFIG,
-            )
-        if isinstance(cause, HttpResponseError) and cause.status_code in (401, 403):
-            return CliError(
-                f"access denied by {what} (HTTP {cause.status_code}): your identity needs a "
-                "data role on it (docs/cli.md, 'Permissions')",
                 CONFIG,
             )
         if isinstance(cause, ServiceRequestError | ServiceResponseError | ConnectionError):
@@ -84,6 +89,31 @@ def classify(exc: BaseException, what: str = "a service") -> CliError:
     if isinstance(exc, AzureError):
         return CliError(f"{what} failed: {_first_line(exc)}", FAILED)
     return CliError(f"{type(exc).__name__}: {_first_line(exc)}", FAILED)
+
+
+def _refused(exc: HttpResponseError, what: str, key: str | None) -> CliError:
+    """401/403. A request signed with an account key is refused for the key itself (Azure
+    Storage: AuthenticationFailed; Azurite: AuthorizationFailure): roles do not apply to keys.
+    Only an Entra identity is missing a data role."""
+    code = str(getattr(exc, "error_code", "") or "")
+    status = f"HTTP {exc.status_code}" + (f" {code}" if code else "")
+    if key is not None:
+        return CliError(
+            f"{what} refused the account key in {key} ({status}): check its AccountName and "
+            "AccountKey against the storage account's access keys",
+            CONFIG,
+        )
+    if code in ("AuthenticationFailed", "InvalidAuthenticationInfo"):
+        return CliError(
+            f"{what} did not accept the sign-in ({status}): sign in again with `az login`, "
+            "or check AZURE_CLIENT_ID",
+            CONFIG,
+        )
+    return CliError(
+        f"access denied by {what} ({status}): your identity needs a data role on it "
+        "(docs/cli.md, 'Permissions')",
+        CONFIG,
+    )
 
 
 def _unreachable_service(exc: BaseException) -> str | None:

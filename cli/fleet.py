@@ -8,7 +8,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from cli.context import Context
 from cli.errors import NOT_FOUND, OK, USAGE, CliError
-from cli.output import Console, clean, table, when, wrap
+from cli.output import Console, clean, plural, table, when, wrap
 from shared.adapters.store import DeviceStore
 from shared.core import explain
 from shared.core.records import StateRow
@@ -54,7 +54,7 @@ def render_summary(summary: FleetSummary, console: Console) -> list[str]:
     deleted = f" ({summary.deleted} of them deleted)" if summary.deleted else ""
     lines = [
         console.bold(
-            f"Fleet: {o.devices} devices, {o.eligible} eligible ({o.eligible_percent:.1f}%), "
+            f"Fleet: {plural(o.devices, 'device')}, {o.eligible} eligible ({o.eligible_percent:.1f}%), "
             f"{o.ineligible} ineligible{deleted}"
         )
     ]

@@ -11,7 +11,15 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 from cli import device, dlq, evaluate, fleet, replay, report, subscription, sync
-from cli.context import Context, load_settings, merged_env, require_service_bus, require_tables
+from cli.context import (
+    Context,
+    check_service_bus_connection,
+    check_tables_connection,
+    load_settings,
+    merged_env,
+    require_service_bus,
+    require_tables,
+)
 from cli.errors import EXIT_CODES, USAGE, CliError, classify
 from cli.output import Console
 
@@ -116,8 +124,10 @@ def _needs_client_state(args: argparse.Namespace) -> bool:
 
 
 def _service_named(args: argparse.Namespace) -> str:
+    # Of the SDKs the CLI uses, only Tables raises azure-core's transport and HTTP errors
+    # (Service Bus and Graph have exceptions of their own, which classify() names).
     needs = getattr(args, "needs", ())
-    return "Table storage" if needs == ("tables",) else "a service (Tables, Service Bus, Graph)"
+    return "Table storage" if "tables" in needs else "a service (Service Bus, Graph)"
 
 
 async def _dispatch(args: argparse.Namespace, env: Mapping[str, str], console: Console) -> int:
@@ -127,11 +137,17 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str], console: C
     settings = load_settings(full_env, client_state=_needs_client_state(args))
     if "tables" in args.needs:
         require_tables(settings)
+        check_tables_connection(settings)
     if "service_bus" in args.needs:
         require_service_bus(settings)
+        check_service_bus_connection(settings)
     ctx = Context(settings)
     try:
         return int(await args.handler(ctx, console, args))
+    except CliError:
+        raise
+    except Exception as exc:
+        raise classify(exc, _service_named(args), key=ctx.tables_key) from exc
     finally:
         with contextlib.suppress(Exception):
             await ctx.close()

@@ -23,6 +23,11 @@ def clean(value: object, limit: int | None = None) -> str:
     return text
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """'1 page', '2 pages', '0 pages'."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def when(moment: datetime | None) -> str:
     if moment is None:
         return "-"

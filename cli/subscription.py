@@ -65,7 +65,7 @@ def render(record: SubscriptionRecord, console: Console, now: datetime) -> list[
 async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
     action = args.action
     if action == "show":
-        record = await (await ctx.books(create=False)).subscription()
+        record = await (await ctx.books()).subscription()
         ok = True
     else:
         from shared.sources.subscription import SubscriptionKeeper
@@ -78,7 +78,7 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
             )
         keeper = SubscriptionKeeper(
             graph=ctx.runtime().graph_json(),
-            books=await ctx.books(create=True),
+            books=await ctx.books(),
             settings=ctx.settings,
         )
         if action == "ensure":

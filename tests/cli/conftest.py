@@ -39,6 +39,12 @@ def env(settings: Settings) -> dict[str, str]:
     return settings_env(settings)
 
 
+@pytest.fixture
+async def app_tables(runtime: Runtime) -> None:
+    """The tables the function app creates on its first run (the CLI never creates one)."""
+    await runtime.bookkeeping()
+
+
 @pytest.fixture(scope="module")
 def fleet_tenant() -> str:
     return str(uuid.uuid4())

@@ -19,7 +19,7 @@ from tests.servicebus_helpers import body_json, drain_sessions
 
 
 async def test_sync_shows_progress_and_queues_every_device(
-    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin, stack
+    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin, stack, app_tables: None
 ) -> None:
     devices = [add_device(sim, name=f"PC-{i}") for i in range(5)]
     env["SYNC_PAGE_SIZE"] = "2"
@@ -36,7 +36,7 @@ async def test_sync_shows_progress_and_queues_every_device(
 
 
 async def test_sync_that_fails_exits_1_with_graphs_words(
-    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin
+    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin, app_tables: None
 ) -> None:
     sim.add_fault(status=403, count=1, route="/devices/delta", code="Authorization_RequestDenied")
 
@@ -49,7 +49,7 @@ async def test_sync_that_fails_exits_1_with_graphs_words(
 
 
 async def test_subscription_show_ensure_refused_and_missing_url(
-    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin
+    capsys: pytest.CaptureFixture[str], env: dict[str, str], sim: SimAdmin, app_tables: None
 ) -> None:
     shown = await devicemon(capsys, env, "subscription", "show", "--json")
     unset = await devicemon(capsys, env, "subscription", "ensure")
@@ -82,7 +82,7 @@ REPLAYS = [  # (notifications in the saved POST, exit code, lines printed)
     (["good"], errors.OK, ["HTTP 202", "queued a change for device {good}"]),
     (["good", "bad"], errors.OK, ["queued a change", "dropped 1: client_state_mismatch"]),
     (["bad"], errors.FAILED, ["HTTP 202", "dropped 1: client_state_mismatch"]),
-    ("{not json", errors.FAILED, ["HTTP 400", "malformedNotification"]),
+    ('{"value": "none"}', errors.FAILED, ["HTTP 400", "malformedNotification"]),
 ]
 
 
