@@ -158,10 +158,10 @@ def _platform_scope(
     scope = both(included, None if excluded is None else not excluded)
     named = platform or f"operatingSystem {system!r}"
     if scope is None:
-        return (
-            None,
-            f"platform condition undecided for {named} (include {list(policy.include_platforms)}, exclude {list(policy.exclude_platforms)})",
-        )
+        condition = f"include {list(policy.include_platforms)}"
+        if policy.exclude_platforms:
+            condition += f", exclude {list(policy.exclude_platforms)}"
+        return None, f"platform condition ({condition}) undecided for {named}"
     word = "in" if scope else "outside"
     return scope, f"{named} is {word} the platform condition"
 
