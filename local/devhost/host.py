@@ -28,10 +28,12 @@ from local.devhost.timers import TimerRunner
 log = logging.getLogger("devhost")
 
 FUNCTION_KEY_ENV = "DEVHOST_FUNCTION_KEY"
+MASTER_KEY_ENV = "DEVHOST_MASTER_KEY"
 
 
 def function_keys_from_env() -> list[str]:
-    """Keys accepted for function/admin auth levels: DEVHOST_FUNCTION_KEY, comma-separated."""
+    """Function keys (function auth level): DEVHOST_FUNCTION_KEY, comma-separated. The admin
+    level takes only the master key, DEVHOST_MASTER_KEY."""
     raw = os.environ.get(FUNCTION_KEY_ENV, "")
     return [k.strip() for k in raw.split(",") if k.strip()]
 
@@ -64,6 +66,9 @@ class DevHost:
     `app` is a FunctionApp or an import path ("function_app:app"). `port=0` picks a free
     port. `host_json` is a path, an already-parsed dict, or None for the defaults.
     `only` limits the trigger kinds started ("http", "servicebus", "timer").
+    `function_keys` and `master_key` (default: DEVHOST_FUNCTION_KEY, DEVHOST_MASTER_KEY) turn on
+    the host's key checks; without either, every auth level is open. host.json's
+    functionTimeout bounds every invocation.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class DevHost:
         host_json: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         only: Iterable[str] | str | None = None,
         function_keys: Sequence[str] | None = None,
+        master_key: str | None = None,
         max_body_size: int | None = None,
         session_idle_timeout: float | None = None,
         root: str | os.PathLike[str] | None = None,
@@ -96,6 +102,10 @@ class DevHost:
         self.config: HostConfig = config
         self._function_keys = (
             list(function_keys) if function_keys is not None else function_keys_from_env()
+        )
+        # The master key: authLevel admin and /admin/* (and any function-level route) accept it.
+        self._master_key = (
+            master_key if master_key is not None else os.environ.get(MASTER_KEY_ENV, "").strip()
         )
         self._max_body = max_body_size or max_request_body_size()
         self._thread_count = thread_count
@@ -146,12 +156,13 @@ class DevHost:
             load_app(self._app_ref, self._root) if isinstance(self._app_ref, str) else self._app_ref
         )
         self.functions = describe_functions(app)
-        invoker = self._invoker = Invoker(self._thread_count)
+        invoker = self._invoker = Invoker(self._thread_count, self.config.function_timeout)
         self._plan(invoker)
         self._server = HttpServer(
             self.http_routes,
             invoker,
             function_keys=self._function_keys,
+            master_key=self._master_key,
             max_body_size=self._max_body,
             admin_invoke=self.trigger,
         )

@@ -76,13 +76,22 @@ def _join_multi(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
+def query_params(request: web.Request) -> dict[str, str]:
+    """The query as the worker receives it: repeated names comma-joined, and names whose value
+    is empty left out. The host copies a query value into the RPC message only when it is not
+    empty, unless the worker declares UseNullableValueDictionaryForHttp, which the Python worker
+    does not (azure-functions-host, RpcMessageConversionExtensions.ToRpcHttp): `?a=&b=1` reaches
+    the function as {"b": "1"}, and `?flag` not at all."""
+    return {k: v for k, v in _join_multi(request.query.items()).items() if v}
+
+
 def to_func_request(request: web.Request, body: bytes, route_params: Mapping[str, str]) -> Any:
     """The func.HttpRequest the worker would build for this request."""
     return WorkerHttpRequest(
         method=request.method,
         url=str(request.url),
         headers=_join_multi((k.lower(), v) for k, v in request.headers.items()),
-        params=_join_multi(request.query.items()),
+        params=query_params(request),
         route_params=dict(route_params),
         body_type="bytes",
         body=body,
@@ -131,17 +140,31 @@ class HttpServer:
         function_keys: Sequence[str],
         max_body_size: int,
         admin_invoke: AdminInvoke | None = None,
+        master_key: str | None = None,
     ) -> None:
         # Most specific template first, declaration order among equals (stable sort).
         self.routes = sorted(routes, key=lambda r: r.template.precedence)
         self._invoker = invoker
         self._keys = [k for k in function_keys if k]
+        self._master = master_key or None
         self._max_body = max_body_size
         self._admin_invoke = admin_invoke
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
-        if not self._keys and any(r.auth_level != "anonymous" for r in routes):
-            log.info("DEVHOST_FUNCTION_KEY is not set: function/admin auth levels are not enforced")
+        if not self.keys_enforced and any(r.auth_level != "anonymous" for r in routes):
+            log.info("no key configured: function/admin auth levels are not enforced")
+        admin_routes = [r.spec.name for r in routes if r.auth_level == "admin"]
+        if self.keys_enforced and self._master is None and admin_routes:
+            log.warning(
+                "authLevel admin needs the master key, which is not set (DEVHOST_MASTER_KEY): "
+                "%s and /admin/* answer 401",
+                ", ".join(admin_routes),
+            )
+
+    @property
+    def keys_enforced(self) -> bool:
+        """Keys are checked once any is configured, as the host always has them."""
+        return bool(self._keys or self._master)
 
     async def start(self, host: str, port: int) -> int:
         app = web.Application(client_max_size=self._max_body)
@@ -163,22 +186,28 @@ class HttpServer:
             await self._runner.cleanup()
             self._runner = None
 
-    def _authorized(self, route: HttpRoute, request: web.Request) -> bool:
-        if route.auth_level == "anonymous" or not self._keys:
+    def _authorized(self, auth_level: str, request: web.Request) -> bool:
+        """The host's authorization levels (functions-bindings-http-webhook-trigger.md): anonymous
+        needs no key; function takes a function or host key, or the master key; admin takes the
+        master key only. A key comes as x-functions-key or ?code=."""
+        if auth_level == "anonymous" or not self.keys_enforced:
             return True
-        supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
-        return any(hmac.compare_digest(supplied.encode(), key.encode()) for key in self._keys)
+        accepted = [self._master] if auth_level == "admin" else [*self._keys, self._master]
+        supplied = (
+            request.headers.get("x-functions-key") or request.query.get("code") or ""
+        ).encode()
+        return any(key and hmac.compare_digest(supplied, key.encode()) for key in accepted)
 
     async def _host_status(self, request: web.Request) -> web.Response:
+        if not self._authorized("admin", request):
+            return web.Response(status=401)
         return web.json_response({"state": "Running"})
 
     async def _admin_function(self, request: web.Request) -> web.Response:
         """POST /admin/functions/<name>: run a non-HTTP function now (Core Tools supports this)."""
         name = request.match_info["name"]
-        if self._keys:
-            supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
-            if not any(hmac.compare_digest(supplied.encode(), k.encode()) for k in self._keys):
-                return web.Response(status=401)
+        if not self._authorized("admin", request):
+            return web.Response(status=401)
         if self._admin_invoke is None or not await self._admin_invoke(name, await request.read()):
             return web.Response(status=404)
         return web.Response(status=202)
@@ -202,10 +231,8 @@ class HttpServer:
         self, route: HttpRoute, request: web.Request, params: dict[str, str]
     ) -> web.StreamResponse:
         trigger = f"http {request.method} {request.path}"
-        if not self._authorized(route, request):
-            log.info(
-                "%s [%s] rejected -> 401 (missing or wrong function key)", route.spec.name, trigger
-            )
+        if not self._authorized(route.auth_level, request):
+            log.info("%s [%s] rejected -> 401 (missing or wrong key)", route.spec.name, trigger)
             return web.Response(status=401)
         # Like the host (Kestrel's MaxRequestBodySize): a declared length over the limit is
         # refused before a byte of the body is read, so an oversized POST is never buffered; a

@@ -18,6 +18,7 @@ import azure.functions as func
 from azure.functions import _abc as func_abc
 
 from local.devhost.functions import FunctionSpec
+from local.devhost.settings import format_timespan
 
 log = logging.getLogger("devhost")
 T = TypeVar("T")
@@ -104,6 +105,10 @@ class Out(func.Out[T], Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+class FunctionTimeoutError(Exception):
+    """The invocation ran past host.json's functionTimeout (the host's FunctionTimeoutException)."""
+
+
 @dataclass
 class InvocationResult:
     """How one invocation ended: its return value or exception, and how long it took."""
@@ -128,13 +133,21 @@ def default_thread_count() -> int:
 
 
 class Invoker:
-    """Runs user functions: coroutines on the loop, plain functions on a thread pool."""
+    """Runs user functions: coroutines on the loop, plain functions on a thread pool.
 
-    def __init__(self, thread_count: int | None = None) -> None:
+    `timeout` is host.json's functionTimeout (seconds, None: unbounded). Past it the invocation
+    fails as the host's does ("Timeout value of ... exceeded"): a coroutine is cancelled; a
+    thread cannot be stopped, so it runs on while its result is dropped. The Functions host then
+    restarts the language worker (functions-timeout-duration.md), which a dev host living in the
+    same process cannot do.
+    """
+
+    def __init__(self, thread_count: int | None = None, timeout: float | None = None) -> None:
         self._executor = ThreadPoolExecutor(
             max_workers=thread_count or default_thread_count(),
             thread_name_prefix="devhost-worker",
         )
+        self.timeout = timeout
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
@@ -166,22 +179,44 @@ class Invoker:
         started = time.perf_counter()
         value: Any = None
         error: BaseException | None = None
+        deadline = asyncio.timeout(self.timeout)
         try:
-            if spec.is_async:
-                value = await spec.user_function(**kwargs)
-            else:
-                loop = asyncio.get_running_loop()
-                # Copy the context so contextvars set by the host side are visible in the thread.
-                call = functools.partial(
-                    contextvars.copy_context().run, spec.user_function, **kwargs
-                )
-                value = await loop.run_in_executor(self._executor, call)
+            async with deadline:
+                if spec.is_async:
+                    value = await spec.user_function(**kwargs)
+                else:
+                    loop = asyncio.get_running_loop()
+                    # Copy the context so contextvars set by the host side are visible there.
+                    call = functools.partial(
+                        contextvars.copy_context().run, spec.user_function, **kwargs
+                    )
+                    value = await loop.run_in_executor(self._executor, call)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the function's failure is the invocation's outcome
-            error = exc
+            error = self._timed_out(spec, invocation_id) if deadline.expired() else exc
         duration_ms = (time.perf_counter() - started) * 1000
         return InvocationResult(invocation_id, value, error, duration_ms, outputs)
+
+    def _timed_out(self, spec: FunctionSpec, invocation_id: str) -> FunctionTimeoutError:
+        limit = format_timespan(self.timeout or 0)
+        # The host's own lines (Microsoft.Azure.WebJobs.Host FunctionExecutor).
+        log.error(
+            "Timeout value of %s exceeded by function 'Functions.%s' (Id: '%s'). "
+            "Initiating cancellation.",
+            limit,
+            spec.name,
+            invocation_id,
+        )
+        if not spec.is_async:
+            log.warning(
+                "%s: its thread keeps running (the Functions host would restart the worker "
+                "process here; the dev host cannot stop a thread)",
+                spec.name,
+            )
+        return FunctionTimeoutError(
+            f"Timeout value of {limit} was exceeded by function: Functions.{spec.name}"
+        )
 
 
 def log_invocation(

@@ -67,6 +67,20 @@ def parse_timespan(text: str) -> timedelta:
     return -value if match["neg"] else value
 
 
+def format_timespan(seconds: float) -> str:
+    """A duration as .NET's TimeSpan prints it ("00:05:00", "00:00:00.2000000", "1.02:00:00"),
+    the form the host's timeout messages use."""
+    ticks = round(seconds * 10_000_000)
+    days, rest = divmod(ticks, 86_400 * 10_000_000)
+    hours, rest = divmod(rest, 3_600 * 10_000_000)
+    minutes, rest = divmod(rest, 60 * 10_000_000)
+    secs, fraction = divmod(rest, 10_000_000)
+    text = f"{hours:02d}:{minutes:02d}:{secs:02d}"
+    if days:
+        text = f"{days}.{text}"
+    return f"{text}.{fraction:07d}" if fraction else text
+
+
 def load_local_settings(
     path: str | os.PathLike[str],
     environ: MutableMapping[str, str] | None = None,
@@ -122,6 +136,11 @@ class ServiceBusOptions:
     prefetch_count: int = 0
 
 
+# host.json functionTimeout when it is absent: the Flex Consumption plan's default, 30 minutes
+# (azure-functions docs, includes/functions-timeout-duration.md). "-1" means unbounded.
+DEFAULT_FUNCTION_TIMEOUT = 30 * 60.0
+
+
 @dataclass(frozen=True)
 class HostConfig:
     """The parts of host.json the dev host honours."""
@@ -130,6 +149,8 @@ class HostConfig:
     service_bus: ServiceBusOptions = field(default_factory=ServiceBusOptions)
     # host.json "functions": when present, only these functions are loaded.
     functions: tuple[str, ...] | None = None
+    # host.json "functionTimeout" in seconds; None: unbounded.
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
 
 
 # The host's request body limit (Kestrel MaxRequestBodySize) is 100 MB unless the app
@@ -195,7 +216,20 @@ def parse_host_json(data: Mapping[str, Any]) -> HostConfig:
         route_prefix=prefix,
         service_bus=sb_options,
         functions=tuple(str(f) for f in functions) if functions is not None else None,
+        function_timeout=_function_timeout(data.get("functionTimeout")),
     )
+
+
+def _function_timeout(value: Any) -> float | None:
+    """host.json functionTimeout in seconds (functions-host-json.md: a TimeSpan, -1 unbounded)."""
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    if str(value).strip() == "-1":
+        return None
+    seconds = _seconds(value, "functionTimeout")
+    if seconds <= 0:
+        raise ValueError(f"host.json functionTimeout must be positive or -1, got {value!r}")
+    return seconds
 
 
 def load_host_config(source: str | os.PathLike[str] | Mapping[str, Any] | None) -> HostConfig:

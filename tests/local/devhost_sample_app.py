@@ -139,6 +139,30 @@ async def slow(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse("finished")
 
 
+# Never finish on their own: host.json functionTimeout ends them (test_devhost.py). The sync one
+# waits for the test to release its thread, which a timeout cannot stop.
+hang_release = threading.Event()
+
+
+@app.route(route="hang-async", auth_level=func.AuthLevel.ANONYMOUS)
+async def hang_async(req: func.HttpRequest) -> func.HttpResponse:
+    recorder.add("hang_async", "started")
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        recorder.add("hang_async", "cancelled")
+        raise
+    return func.HttpResponse("never")
+
+
+@app.route(route="hang-sync", auth_level=func.AuthLevel.ANONYMOUS)
+def hang_sync(req: func.HttpRequest) -> func.HttpResponse:
+    recorder.add("hang_sync", "started")
+    released = hang_release.wait(timeout=60)
+    recorder.add("hang_sync", "released" if released else "gave up")
+    return func.HttpResponse("late")
+
+
 @app.route(route="context", auth_level=func.AuthLevel.ANONYMOUS)
 async def with_context(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     return func.HttpResponse(f"{context.function_name} {context.invocation_id}")

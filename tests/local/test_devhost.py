@@ -42,6 +42,7 @@ from local.devhost.ncrontab import (  # noqa: E402
 from local.devhost.routes import RouteTemplate  # noqa: E402
 from local.devhost.settings import (  # noqa: E402
     SettingError,
+    format_timespan,
     load_host_config,
     load_local_settings,
     parse_timespan,
@@ -50,6 +51,7 @@ from local.devhost.settings import (  # noqa: E402
 from local.ports import free_port, wait_for_port  # noqa: E402
 
 FUNCTION_KEY = "test-function-key"
+MASTER_KEY = "test-master-key"
 
 
 async def poll(condition: Callable[[], Any], within: float = 20.0, what: str = "") -> Any:
@@ -241,7 +243,12 @@ def test_route_precedence_literal_first() -> None:
 @pytest.fixture(scope="module")
 async def http_host() -> AsyncIterator[DevHost]:
     async with DevHost(
-        sample.app, port=0, only={"http"}, function_keys=[FUNCTION_KEY], max_body_size=1024
+        sample.app,
+        port=0,
+        only={"http"},
+        function_keys=[FUNCTION_KEY],
+        master_key=MASTER_KEY,
+        max_body_size=1024,
     ) as host:
         yield host
 
@@ -299,16 +306,54 @@ async def test_http_function_keys(http_host: DevHost, client: aiohttp.ClientSess
         assert response.status == 401
     async with client.post(f"{http_host.api_url}/echo?code=wrong", data=b"x") as response:
         assert response.status == 401
-    async with client.get(f"{http_host.api_url}/admin-only") as response:
-        assert response.status == 401
-    async with client.get(
-        f"{http_host.api_url}/admin-only", headers={"x-functions-key": FUNCTION_KEY}
-    ) as response:
-        assert response.status == 200
-        assert await response.text() == "admin ok"
     # Anonymous functions never need a key.
     async with client.get(f"{http_host.api_url}/devices/1") as response:
         assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("key", "function_level", "admin_level"),
+    [
+        (None, 401, 401),
+        ("wrong", 401, 401),
+        (FUNCTION_KEY, 201, 401),  # a function key never opens an admin-level route
+        (MASTER_KEY, 201, 200),  # the master key opens every level
+    ],
+)
+async def test_http_auth_levels_take_the_keys_the_host_takes(
+    http_host: DevHost,
+    client: aiohttp.ClientSession,
+    key: str | None,
+    function_level: int,
+    admin_level: int,
+) -> None:
+    """functions-bindings-http-webhook-trigger.md: function level takes a function (or host)
+    key, admin level the master key only; either as x-functions-key or ?code=."""
+    headers = {"x-functions-key": key} if key else {}
+    async with client.post(f"{http_host.api_url}/echo", data=b"x", headers=headers) as response:
+        assert response.status == function_level
+    query = f"?code={key}" if key else ""
+    async with client.get(f"{http_host.api_url}/admin-only{query}") as response:
+        assert response.status == admin_level
+        if admin_level == 200:
+            assert await response.text() == "admin ok"
+    # The host's own admin API is admin level too.
+    async with client.get(f"{http_host.base_url}/admin/host/status{query}") as response:
+        assert response.status == admin_level
+    async with client.post(f"{http_host.base_url}/admin/functions/no-such{query}") as response:
+        assert response.status == (404 if admin_level == 200 else 401)
+
+
+async def test_http_empty_query_values_are_dropped(
+    http_host: DevHost, client: aiohttp.ClientSession
+) -> None:
+    """The host copies a query value to the Python worker only when it is not empty
+    (azure-functions-host RpcMessageConversionExtensions.ToRpcHttp)."""
+    url = f"{http_host.api_url}/devices/7?a=&b=1&flag&d=x&d=&e=%20"
+    async with client.get(url) as response:
+        payload = await response.json()
+    assert payload["params"] == {"b": "1", "d": "x,", "e": " "}
+    assert payload["url"] == url  # the URL keeps the query as sent
 
 
 async def test_http_exception_is_bare_500(
@@ -389,6 +434,60 @@ async def test_stop_finishes_in_flight_requests(client: aiohttp.ClientSession) -
     response = await request
     assert response.status == 200
     assert await response.text() == "finished"
+
+
+async def test_function_timeout_fails_the_invocation(client: aiohttp.ClientSession) -> None:
+    """host.json functionTimeout: past it the invocation fails (a bare 500, as for any failed
+    invocation) and a coroutine is cancelled; a thread runs on until it returns by itself."""
+    sample.recorder.clear()
+    sample.hang_release.clear()
+    host_json = {"version": "2.0", "functionTimeout": "00:00:00.2"}
+    async with DevHost(sample.app, port=0, only={"http"}, host_json=host_json) as host:
+        assert host.config.function_timeout == 0.2
+        async with client.get(f"{host.api_url}/hang-async") as response:
+            assert response.status == 500
+        assert sample.recorder.get("hang_async") == ["started", "cancelled"]
+        try:
+            async with client.get(f"{host.api_url}/hang-sync") as response:
+                assert response.status == 500
+            assert sample.recorder.get("hang_sync") == ["started"]
+        finally:
+            sample.hang_release.set()  # lets the thread end, so the host can stop
+    assert sample.recorder.get("hang_sync") == ["started", "released"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (None, 1800.0),  # absent: the Flex Consumption default, 30 minutes
+        ("00:05:00", 300.0),
+        ("1.00:00:00", 86400.0),
+        ("00:00:00.25", 0.25),
+        ("-1", None),  # unbounded
+        (-1, None),
+    ],
+)
+def test_function_timeout_from_host_json(value: Any, seconds: float | None) -> None:
+    data = {} if value is None else {"functionTimeout": value}
+    assert load_host_config(data).function_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["00:00:00", "5 minutes", "-00:01:00"])
+def test_function_timeout_must_be_a_positive_timespan(value: str) -> None:
+    with pytest.raises(ValueError, match=r"functionTimeout|TimeSpan"):
+        load_host_config({"functionTimeout": value})
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(300.0, "00:05:00"), (0.2, "00:00:00.2000000"), (93784.5, "1.02:03:04.5000000")],
+)
+def test_timespans_print_as_the_host_prints_them(seconds: float, text: str) -> None:
+    assert format_timespan(seconds) == text
+
+
+def test_the_shipped_host_json_timeout_is_the_one_the_dev_host_enforces() -> None:
+    assert load_host_config(ROOT / "host.json").function_timeout == 300.0
 
 
 # ---------------------------------------------------------------------------------------
