@@ -70,7 +70,7 @@ def _targeted(warnings: tuple[str, ...] | list[str]) -> bool:
     return Warning_.NOT_TARGETED.value not in warnings
 
 
-def transition(
+def transition_of(
     previous: DeviceRecord | None,
     evaluation: Evaluation,
     digest: str,

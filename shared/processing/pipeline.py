@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -28,8 +28,16 @@ from typing import Any, Protocol
 from shared import logs
 from shared.adapters.store import HistoryConflict, StateConflict
 from shared.core.changes import DeviceChange
-from shared.core.evaluation import EvaluationOptions, classify, evaluate, fingerprint
-from shared.core.events import EVENT_TYPES, PreviousVerdict, build_alert
+from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
+from shared.core.events import (
+    EVENT_TYPES,
+    PreviousVerdict,
+    build_alert,
+    predecessor_verdict,
+    transition_of,
+    verdict_of,
+    wants_predecessor,
+)
 from shared.core.models import (
     DeviceSnapshot,
     ManagedDeviceSnapshot,
@@ -58,6 +66,17 @@ class DeviceReader(Protocol):
 
 class StateStore(Protocol):
     async def get_state(self, object_id: str) -> StateRow | None: ...
+    def history(self, object_id: str, limit: int | None = None) -> AsyncIterator[HistoryRow]: ...
+    async def page_states(
+        self,
+        query: str | None,
+        parameters: dict[str, Any],
+        *,
+        top: int,
+        resume: dict[str, Any] | None = None,
+        accept: Callable[[StateRow], bool] | None = None,
+        max_scan: int = 5000,
+    ) -> tuple[list[StateRow], dict[str, Any] | None]: ...
     async def write_history(self, row: HistoryRow) -> None: ...
     async def commit_state(self, row: StateRow) -> StateRow: ...
 
@@ -162,12 +181,10 @@ class Pipeline:
         observed_at = self._clock()
         evaluation = evaluate(device, managed, self._options, observed_at)
         digest = fingerprint(device, managed, evaluation)
-        transition = classify(
-            previous.eligible if previous else None,
-            previous.fingerprint if previous else None,
-            evaluation.eligible,
-            digest,
-        )
+        predecessor = None
+        if previous is None and wants_predecessor(device, evaluation):
+            predecessor = await self._predecessor(device)
+        transition = transition_of(previous, evaluation, digest, predecessor)
         if transition is Transition.UNCHANGED:
             assert previous is not None
             return Outcome(
@@ -179,16 +196,15 @@ class Pipeline:
             device, managed, evaluation, observed_at, change.source, change.correlation_id
         )
         alert = None
-        if transition in EVENT_TYPES and previous is not None:
+        before = verdict_of(previous) if previous is not None else predecessor
+        if transition in EVENT_TYPES and before is not None:
             alert = build_alert(
                 transition=transition,
                 version=version,
                 device=device,
                 managed=managed,
                 evaluation=evaluation,
-                previous=PreviousVerdict(
-                    previous.eligible, previous.reasons, previous.evaluated_at
-                ),
+                previous=before,
                 source=change.source,
                 detected_at=observed_at,
                 correlation_id=change.correlation_id,
@@ -216,6 +232,23 @@ class Pipeline:
         return Outcome(
             change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
         )
+
+    async def _predecessor(self, device: DeviceSnapshot) -> PreviousVerdict | None:
+        """What devicemon last knew of this device under another object id, the same deviceId
+        (events.wants_predecessor: asked only for a Pending first sighting). A query on a column
+        that is not a key is a table scan; it runs for those first sightings alone."""
+        rows, _ = await self._store.page_states(
+            "DeviceId eq @deviceId", {"deviceId": device.device_id}, top=10
+        )
+        records = []
+        for row in rows:
+            if row.record.object_id == device.object_id:
+                continue
+            records.append(row.record)
+            if row.record.deleted:
+                # The verdict before the deletion is the one that says what access was lost.
+                records += [h.record async for h in self._store.history(row.record.object_id, 3)]
+        return predecessor_verdict(device.object_id, records)
 
     async def publish_pending(self, state: StateRow, correlation_id: str = "") -> StateRow:
         """Publish the alert the state row holds, clear it, release its index row."""

@@ -22,7 +22,7 @@ from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
 from shared.core.events import (
     PreviousVerdict,
     predecessor_verdict,
-    transition,
+    transition_of,
     wants_predecessor,
 )
 from shared.core.models import Policy, Transition
@@ -125,7 +125,8 @@ def test_a_first_sighting_that_lost_what_its_predecessor_had_is_lost(
 ) -> None:
     device, evaluation = pending_verdict()
     assert (
-        transition(None, evaluation, fingerprint(device, None, evaluation), predecessor) is expected
+        transition_of(None, evaluation, fingerprint(device, None, evaluation), predecessor)
+        is expected
     )
 
 
@@ -133,7 +134,7 @@ def test_an_eligible_first_sighting_is_never_lost() -> None:
     device = device_from_json({**PENDING, "profileType": "RegisteredDevice"})
     evaluation = evaluate(device, None, EvaluationOptions(), NOW)
     predecessor = PreviousVerdict(True, (), NOW, OLD_OBJECT)
-    assert transition(None, evaluation, "x", predecessor) is Transition.FIRST_SEEN
+    assert transition_of(None, evaluation, "x", predecessor) is Transition.FIRST_SEEN
 
 
 def test_the_alert_of_a_re_created_device_names_its_previous_object() -> None:

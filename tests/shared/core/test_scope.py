@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.core.evaluation import EvaluationOptions, evaluate
-from shared.core.events import transition
+from shared.core.events import transition_of
 from shared.core.models import Policy, Reason, Transition, Warning_
 from shared.core.records import DeviceRecord
 from shared.core.scope import Platform, platform_of, targeted
@@ -141,10 +141,10 @@ def test_a_deleted_printer_is_a_change_not_a_lost_alert() -> None:
         EvaluationOptions(Policy.COMPLIANT),
         NOW,
     )
-    assert transition(record(("NOT_TARGETED",)), gone, "after") is Transition.CHANGED
-    assert transition(record(()), gone, "after") is Transition.LOST
+    assert transition_of(record(("NOT_TARGETED",)), gone, "after") is Transition.CHANGED
+    assert transition_of(record(()), gone, "after") is Transition.LOST
 
 
 def test_a_device_leaving_the_scope_is_not_restored_either() -> None:
     printer = verdict(Policy.COMPLIANT, profileType="Printer")
-    assert transition(record((), eligible=False), printer, "after") is Transition.CHANGED
+    assert transition_of(record((), eligible=False), printer, "after") is Transition.CHANGED
