@@ -92,8 +92,29 @@ FLEET: list[dict[str, Any]] = [
         "upn": "diego.siciliani",
         "os": "14",
         "osname": "Android",
+        "ownership": "Personal",
+    },
+    {
+        "name": "DESKTOP-FIN-02",
+        "trust": "ServerAd",
+        "compliant": None,
+        "upn": None,
+        "os": "10.0.22631.4460",
+        "intune": False,
     },
 ]
+# What Entra Connect creates after a hybrid device's object is deleted in Entra ID: a new object,
+# the same deviceId, "Pending" (trustType ServerAd, no profileType, no alternativeSecurityIds:
+# SupportArticles-docs pending-devices.md, entra-docs how-to-hybrid-join-verify.yml).
+PENDING_HYBRID: dict[str, Any] = {
+    "trustType": "ServerAd",
+    "profileType": None,
+    "alternativeSecurityIds": [],
+    "registrationDateTime": None,
+    "onPremisesSyncEnabled": True,
+    "isManaged": None,
+    "isCompliant": None,
+}
 
 
 def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
@@ -128,6 +149,8 @@ async def build_tenant(sim: AsyncSimAdmin) -> dict[str, dict[str, Any]]:
             "operatingSystem": spec.get("osname", "Windows"),
             "operatingSystemVersion": spec["os"],
             "mdmAppId": "0000000a-0000-0000-c000-000000000000" if intune else None,
+            "deviceOwnership": spec.get("ownership", "Company"),
+            "onPremisesSyncEnabled": True if spec["trust"] == "ServerAd" else None,
         }
         await sim.upsert_device(notify=False, **device)
         if intune:
@@ -151,9 +174,13 @@ def describe_alert(alert: dict[str, Any]) -> str:
     reasons = data["current"]["reasons"] if lost else data["previous"]["reasons"]
     why = ("because " if lost else "resolved: ") + ", ".join(reasons)
     where = f"{device['joinType'].replace('_', ' ')}, {device['operatingSystem']} {device['operatingSystemVersion']}"
+    summary = data["current"].get("summary")
+    before = data["previous"].get("objectId")
     return (
         f"  {head} {bold(device['displayName'] or device['objectId'])} ({where}) {why}\n"
-        f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
+        + (f"    {summary}\n" if lost and summary else "")
+        + (f"    {dim('previous object ' + before + ' was eligible')}\n" if before else "")
+        + f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
     )
 
 
@@ -280,7 +307,8 @@ async def scenario(
         await wait_until(all_seen)
         say(
             f"{bold('Baseline')}: a delta sync over /devices queued every device once; each was evaluated "
-            "(first sightings are recorded, never alerted)\n"
+            "(first sightings are recorded, not alerted, unless the device's previous object had "
+            "access)\n"
         )
 
         async def step(title: str, action: Awaitable[Any], alerts: int) -> None:
@@ -304,7 +332,7 @@ async def scenario(
             1,
         )
         await step(
-            "DESKTOP-HR-07 loses its hybrid join (re-registered as a personal device)",
+            "DESKTOP-HR-07 loses its hybrid join (re-registered as an Entra registered device)",
             sim.patch_device(hr["id"], trustType="Workplace"),
             1,
         )
@@ -314,6 +342,27 @@ async def scenario(
             1,
         )
         await step("KIOSK-LOBBY is deleted from the directory", sim.delete_device(kiosk["id"]), 1)
+
+        fin = devices["DESKTOP-FIN-02"]
+
+        async def deleted_and_synced_back() -> None:
+            await sim.delete_device(fin["id"])
+            back = {"id": str(uuid.uuid4()), "deviceId": fin["deviceId"]}
+            await sim.upsert_device(
+                **back,
+                **PENDING_HYBRID,
+                displayName=fin["displayName"],
+                operatingSystem="Windows",
+                operatingSystemVersion=fin["operatingSystemVersion"],
+            )
+            devices["DESKTOP-FIN-02 (synced back)"] = {**back, "displayName": fin["displayName"]}
+
+        await step(
+            "DESKTOP-FIN-02 is deleted in Entra ID; Entra Connect syncs it back as a new, Pending "
+            "object (same deviceId): its user is blocked until it registers again",
+            deleted_and_synced_back(),
+            2,
+        )
 
         async def replay_storm() -> None:
             for _ in range(5):

@@ -52,6 +52,8 @@ DEVICE_SELECT = [
     "mdmAppId",
     "profileType",  # with alternativeSecurityIds: a hybrid join that is still pending
     "alternativeSecurityIds",
+    "deviceOwnership",  # Company/Personal, as Intune set it (not implied by the join type)
+    "onPremisesSyncEnabled",  # synced from on-premises AD: disabled/enabled there, not in Entra
 ]
 MANAGED_SELECT = [
     "id",
