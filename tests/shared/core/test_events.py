@@ -7,6 +7,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from shared.core.advice import why
 from shared.core.evaluation import EvaluationOptions, evaluate
 from shared.core.events import PreviousVerdict, application_properties, build_alert, event_id
 from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot, Policy, Source, Transition
@@ -115,3 +116,12 @@ def test_schema_rejects_a_lost_alert_without_reasons() -> None:
     alert["data"]["current"]["reasons"] = []
     with pytest.raises(jsonschema.ValidationError):
         validate(alert)
+
+
+def test_the_documented_example_is_a_valid_alert() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "alerts.md").read_text()
+    text = doc[doc.index("```json\n") + len("```json\n") :]
+    example = json.loads(text[: text.index("```")])
+    validate(example)
+    data = example["data"]
+    assert data["current"]["summary"] == why(data["policy"], data["current"]["reasons"])
