@@ -44,3 +44,17 @@ def test_unknown_codes_from_a_newer_version_still_read_well() -> None:
     assert "docs/reason-codes.md" in explain.warning("NEW_WARNING").action
     assert explain.reasons_in_words(["NOT_COMPLIANT", "NEW_CODE"]) == "not compliant, NEW_CODE"
     assert explain.join_type("") == "unknown join type"
+
+
+@pytest.mark.parametrize(
+    ("doc", "values"),
+    [
+        ("alert.schema.json", [*Reason, *Warning_, *Management]),
+        ("openapi.yaml", [*Reason, *Management]),
+    ],
+)
+def test_the_contracts_know_every_code(doc: str, values: list[str]) -> None:
+    """The alert schema and the read API's description accept every code evaluation produces."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / doc).read_text()
+    missing = [v.value for v in values if v.value not in text]  # type: ignore[attr-defined]
+    assert missing == []
