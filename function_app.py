@@ -7,10 +7,13 @@ module at cold start, and the webhook must answer Graph in < 3 s without loading
 import azure.functions as func
 
 from handlers import lifecycle, webhook
-from shared import telemetry
+from shared import runtime, telemetry
 
 telemetry.configure()  # quiets SDK loggers; exports (imports) only if APPLICATIONINSIGHTS_CONNECTION_STRING
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# Service Bus sender, Graph client and tables are opened in the background at worker start, not
+# by the first request (shared/runtime.py, warm_up_soon, says why not the warmup trigger).
+runtime.warm_up_soon()
 
 
 # Graph cannot send a function key header; the clientState check authenticates notifications.

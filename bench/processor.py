@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.adapters.graph import make_client as make_graph_client
 from shared.core.changes import DeviceChange
 from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
 from shared.core.models import Observation, Source
+from shared.core.observations import snapshots
 from shared.core.records import HistoryRow, StateRow, record_of
 from shared.retry import RetryPolicy
 from shared.runtime import Runtime, use_runtime
@@ -110,11 +112,12 @@ async def naive_run(settings: Settings, ids: list[str]) -> dict[str, Any]:
         device_reader = GraphDevices(
             GraphJson(make_graph_client(settings), retry), intune_enabled=False
         )
-        device, _ = await device_reader.read(object_id)
+        facts = await device_reader.read(object_id, datetime.now(UTC))
         managed_reader = GraphDevices(
             GraphJson(make_graph_client(settings), retry), intune_enabled=True
         )
-        managed = await managed_reader._managed(device.device_id) if device.device_id else None
+        records = await managed_reader.managed_for(facts.device)
+        device, managed = snapshots(replace(facts, managed=records))
         now = datetime.now(UTC)
         evaluation = evaluate(device, managed, options, now)
         record = record_of(

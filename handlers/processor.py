@@ -18,13 +18,15 @@ import azure.functions as func
 from handlers.messages import counts_failures, log_poison, record_failure
 from shared import logs
 from shared.adapters.store import HistoryConflict
-from shared.core.changes import ChangeMessageError, DeviceChange, retry_of
+from shared.core.changes import ChangeMessageError, DeviceChange, out_of_order, retry_of
 from shared.core.commands import is_command
 from shared.processing.pipeline import Outcome
 from shared.retry import MAX_REDELIVERIES, redelivery_delay
 from shared.runtime import Runtime, current
 
 log = logging.getLogger("devicemon.processor")
+# Set on a dead letter sent back to the queue (shared/adapters/dead_letters.py).
+REDRIVEN = "redrivenFrom"
 
 
 class PoisonMessage(Exception):
@@ -40,6 +42,8 @@ def parse(msg: func.ServiceBusMessage) -> DeviceChange:
         raise PoisonMessage(
             f"session id {msg.session_id!r} does not match device {change.device_id!r}"
         )
+    if REDRIVEN in (msg.application_properties or {}):
+        return out_of_order(change)
     return change
 
 

@@ -64,8 +64,8 @@ param remediationMode string = 'off'
 @description('REMEDIATION_MAX_ACTIONS_PER_HOUR')
 param remediationMaxActionsPerHour string = '30'
 
-@description('SYNC_SCHEDULE: delta sync timer (NCRONTAB, six fields).')
-param syncSchedule string = '0 */5 * * * *'
+@description('SYNC_SCHEDULE: delta sync timer (NCRONTAB, six fields); every minute, the detection cadence.')
+param syncSchedule string = '0 */1 * * * *'
 
 @description('SUBSCRIPTION_SCHEDULE: Graph subscription upkeep timer (NCRONTAB, six fields).')
 param subscriptionSchedule string = '0 0 */6 * * *'

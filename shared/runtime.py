@@ -1,16 +1,21 @@
 """The process's clients, built once from settings and reused by every invocation.
 
 Lazy on purpose: the webhook touches only Service Bus, so Graph (msgraph, seconds to import) and
-Tables are created the first time a processor or sync invocation asks for them. Tests and the dev
-host install their own Runtime with `use_runtime`.
+Tables are created the first time a processor or sync invocation asks for them, unless the worker
+warmed them first (`warm_up_soon`, called when function_app is imported). Tests and the dev host
+install their own Runtime with `use_runtime`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import logging
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
+from shared import logs
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +36,9 @@ if TYPE_CHECKING:
     from shared.retry import RetryPolicy
     from shared.sources.subscription import SubscriptionKeeper
     from shared.sources.sync import DeltaSync
+
+
+log = logging.getLogger("devicemon.runtime")
 
 
 class Runtime:
@@ -189,6 +197,7 @@ class Runtime:
             books=await self.bookkeeping(),
             sink=self.change_queue().with_timeout(None),
             page_size=self.settings.sync_page_size,
+            intune_enabled=self.settings.intune_enabled,
         )
 
     async def subscription_keeper(self) -> SubscriptionKeeper:
@@ -196,6 +205,40 @@ class Runtime:
 
         return SubscriptionKeeper(
             graph=self.graph_json(), books=await self.bookkeeping(), settings=self.settings
+        )
+
+    async def warm_up(self) -> None:
+        """Open what the first invocations would otherwise wait for: one sender of the change
+        queue (its AMQP link and CBS handshake, ~0.5 s: the webhook's first POST and the sync's
+        first batch), the Graph client (msgraph's import, imported in a thread so the loop keeps
+        serving, and a token), and the tables. Each part on its own: one that fails is logged
+        and left to be built lazily, as without a warm-up."""
+        started = time.perf_counter()
+        failed: list[str] = []
+
+        async def sender() -> None:
+            # An empty send creates a message batch, which opens the sender's link, and sends
+            # nothing.
+            await self.change_queue().send([])
+
+        async def graph() -> None:
+            await asyncio.to_thread(importlib.import_module, "shared.adapters.graph")
+            await self.graph_json().warm()
+
+        async def tables() -> None:
+            await self.store()
+
+        for name, part in (("service_bus", sender), ("graph", graph), ("tables", tables)):
+            try:
+                await part()
+            except Exception as exc:  # warming is an optimisation: never fail the worker
+                failed.append(f"{name}: {type(exc).__name__}")
+        logs.event(
+            log,
+            "runtime_warmed",
+            level=logging.WARNING if failed else logging.INFO,
+            failed=failed or None,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
     async def close(self) -> None:
@@ -294,3 +337,31 @@ def current() -> Runtime:
 def use_runtime(runtime: Runtime | None) -> None:
     global _current
     _current = runtime
+
+
+_warming: set[asyncio.Task[None]] = set()
+
+
+def warm_up_soon() -> bool:
+    """Warm the process's runtime in the background, on the event loop that runs the functions.
+
+    Called when function_app is imported. The Python worker imports it while handling the host's
+    metadata (indexing) request, on the loop the async functions later run on, so warming starts
+    at worker start rather than on the first request. Azure Functions' documented start hook,
+    the warmup trigger, runs only when an instance is added by scale-out (not on restarts, nor on
+    the Consumption plan): hence this. Without a running loop (a script, a test importing the
+    app) it does nothing: the first invocation builds what it needs, as before. True when a
+    warm-up was scheduled."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    try:
+        runtime = current()
+    except Exception as exc:  # settings missing: the first invocation reports it properly
+        logs.event(log, "runtime_warm_skipped", level=logging.WARNING, error=type(exc).__name__)
+        return False
+    task = loop.create_task(runtime.warm_up())
+    _warming.add(task)
+    task.add_done_callback(_warming.discard)
+    return True

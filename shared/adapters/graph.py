@@ -1,4 +1,4 @@
-"""Graph adapter: read one device and its Intune record through the msgraph-sdk's pipeline.
+"""Graph adapter: devices and Intune records as Graph's JSON, through the msgraph-sdk's pipeline.
 
 The SDK builds the requests and runs its middleware (auth, telemetry, redirects); the JSON is
 parsed by shared.core.snapshots rather than into the SDK's typed models, which cost ~6 ms of CPU per
@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -30,8 +32,8 @@ from msgraph.graph_request_adapter import options as sdk_default_options
 from msgraph_core import GraphClientFactory
 
 from shared.adapters.identity import SimulatorCredential, credential
-from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot
-from shared.core.snapshots import device_from_json, managed_device_from_json
+from shared.core.observations import Facts, graph_item, may_have_intune_record
+from shared.core.snapshots import SnapshotError
 from shared.retry import RetryPolicy, Transient, retrying
 from shared.settings import Settings
 
@@ -63,6 +65,8 @@ MANAGED_SELECT = [
     "complianceGracePeriodExpirationDateTime",
     "lastSyncDateTime",
     "userPrincipalName",
+    # .compliancePolicy: whether a co-managed device's compliance workload is with Intune
+    "configurationManagerClientEnabledFeatures",
 ]
 _DEVICE_SELECT = ",".join(DEVICE_SELECT)
 _MANAGED_SELECT = ",".join(MANAGED_SELECT)
@@ -173,6 +177,48 @@ class GraphJson:
     async def get(self, path_or_url: str, headers: dict[str, str] | None = None) -> Any:
         return await self.request(Method.GET, path_or_url, headers=headers)
 
+    async def warm(self) -> None:
+        """Acquire a token before the first request needs one (a managed identity's first token
+        is a round trip of its own): the request adapter builds, and so authenticates, a request
+        that is never sent. The credential keeps the token for the requests that follow."""
+        info = self._info(Method.GET, "/devices", None, None)
+        await self.client.request_adapter.convert_to_native_async(info)
+
+
+def error_codes(exc: APIError) -> list[str]:
+    """Every error code Graph put in the answer, outermost first.
+
+    Graph nests more specific codes in `innererror`, "recursively", and asks apps to "loop through
+    all the error codes available" (microsoft-graph-docs-contrib concepts/errors.md): a delta
+    token's `resyncRequired` can sit under a generic top-level code. The SDK maps `innerError`
+    to a typed object whose own `code` lands in its additional data, and leaves `innererror`
+    (the spelling of errors.md) as plain dicts; both are walked."""
+    main = getattr(exc, "error", None)
+    codes: list[str] = []
+    if main is None:
+        return codes
+    if getattr(main, "code", None):
+        codes.append(str(main.code))
+    nested: list[Any] = [getattr(main, "inner_error", None)]
+    nested.extend(_inner_of(getattr(main, "additional_data", None)))
+    seen = 0
+    while nested and seen < 32:  # a bound against a pathological answer
+        seen += 1
+        inner = nested.pop(0)
+        if inner is None:
+            continue
+        data = inner if isinstance(inner, dict) else getattr(inner, "additional_data", None)
+        if isinstance(data, dict) and isinstance(data.get("code"), str) and data["code"]:
+            codes.append(data["code"])
+        nested.extend(_inner_of(data))
+    return codes
+
+
+def _inner_of(data: Any) -> list[Any]:
+    if not isinstance(data, dict):
+        return []
+    return [data[key] for key in ("innererror", "innerError") if isinstance(data.get(key), dict)]
+
 
 def error_code(exc: APIError) -> str:
     """Graph's error code (e.g. syncStateNotFound), or '' when the body had none."""
@@ -189,44 +235,90 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class GraphDevices:
-    """Reads the current truth about a device. A 404 from Graph means deleted."""
+# Graph answers 404 for an object that exists when a read lands on a replica that has not seen
+# its creation yet, and asks for a retry with back-off (FACTS.md, "404 right after an object is
+# created"). A 404 is taken as "deleted" only once it held through these tries (~3 s), or at once
+# when the notification itself said the device was deleted.
+GONE_CONFIRMATION = RetryPolicy(attempts=3, base_delay=1.0, max_delay=4.0)
 
-    def __init__(self, graph: GraphJson, *, intune_enabled: bool) -> None:
+
+class GraphDevices:
+    """Reads a device's facts and its Intune records, as Graph's JSON (observations.Facts)."""
+
+    def __init__(
+        self,
+        graph: GraphJson,
+        *,
+        intune_enabled: bool,
+        gone_confirmation: RetryPolicy = GONE_CONFIRMATION,
+    ) -> None:
         self._graph = graph
-        self._intune_enabled = intune_enabled
+        self.intune_enabled = intune_enabled
+        self._gone = gone_confirmation
+        self.device_properties: tuple[str, ...] = tuple(DEVICE_SELECT)
 
     async def read(
-        self, object_id: str, known_device_id: str | None = None
-    ) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]:
-        """The device and its Intune record. When the device id is already known (from our own
-        state) both are read in parallel: one round trip instead of two."""
-        if self._intune_enabled and known_device_id:
-            device, managed = await asyncio.gather(
-                self._device(object_id), self._managed(known_device_id)
+        self,
+        object_id: str,
+        at: datetime,
+        known: Mapping[str, Any] | None = None,
+        *,
+        gone_expected: bool = False,
+    ) -> Facts:
+        """The device and, when Intune may be its MDM, its Intune records, read at `at` (`managed`
+        None: Intune was not asked). When the stored facts say which device id to look for and
+        that Intune may hold it, both are read in parallel: one round trip instead of two."""
+        known_id = str(known.get("deviceId") or "") if known else ""
+        if known is not None and known_id and self._wants_intune(known):
+            device, records = await asyncio.gather(
+                self._device(object_id, gone_expected), self._records(known_id)
             )
-            if device.deleted:
-                return device, None
-            if device.device_id == known_device_id:
-                return device, managed
+            if device is None:
+                return _gone(object_id, at)
+            if device.get("deviceId") == known_id and self._wants_intune(device):
+                return Facts(at, device, records, at)
         else:
-            device = await self._device(object_id)
-        if device.deleted or not self._intune_enabled or not device.device_id:
-            return device, None
-        return device, await self._managed(device.device_id)
+            device = await self._device(object_id, gone_expected)
+            if device is None:
+                return _gone(object_id, at)
+        if not self._wants_intune(device) or not device.get("deviceId"):
+            return Facts(at, device)
+        return Facts(at, device, await self._records(str(device["deviceId"])), at)
 
-    async def _device(self, object_id: str) -> DeviceSnapshot:
-        try:
-            data = await self._graph.get(
-                f"/devices/{quote(object_id, safe='')}?$select={_DEVICE_SELECT}"
-            )
-        except APIError as exc:
-            if exc.response_status_code == 404:
-                return DeviceSnapshot(object_id=object_id, deleted=True)
-            raise
-        return device_from_json(data)
+    async def managed_for(self, device: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...] | None:
+        """The device's Intune records; () without a request when Intune cannot be its MDM
+        (observations.may_have_intune_record) or it has no device id; None with Intune off."""
+        if not self.intune_enabled:
+            return None
+        device_id = device.get("deviceId")
+        if not self._wants_intune(device) or not isinstance(device_id, str) or not device_id:
+            return ()
+        return await self._records(device_id)
 
-    async def _managed(self, device_id: str) -> ManagedDeviceSnapshot | None:
+    def _wants_intune(self, device: Mapping[str, Any]) -> bool:
+        return self.intune_enabled and may_have_intune_record(device)
+
+    async def _device(self, object_id: str, gone_expected: bool) -> dict[str, Any] | None:
+        """The device's JSON, or None once Graph's 404 is confirmed."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                data = await self._graph.get(
+                    f"/devices/{quote(object_id, safe='')}?$select={_DEVICE_SELECT}"
+                )
+            except APIError as exc:
+                if exc.response_status_code != 404:
+                    raise
+                if gone_expected or attempt >= self._gone.attempts:
+                    return None
+                await asyncio.sleep(self._gone.delay(attempt, Transient()))
+                continue
+            if not isinstance(data, dict):
+                raise SnapshotError("a device must be a JSON object")
+            return graph_item(data)
+
+    async def _records(self, device_id: str) -> tuple[Mapping[str, Any], ...]:
         # azureADDeviceId is a GUID; quotes are the only thing an OData literal must escape.
         literal = device_id.replace("'", "''")
         query = urlencode(
@@ -234,8 +326,23 @@ class GraphDevices:
             quote_via=quote,
         )
         page = await self._graph.get(f"/deviceManagement/managedDevices?{query}")
-        records = [managed_device_from_json(item) for item in (page or {}).get("value", [])]
-        if not records:
-            return None
-        # A re-enrolled device can leave an older record behind: the latest check-in is current.
-        return max(records, key=lambda m: m.last_sync.isoformat() if m.last_sync else "")
+        return tuple(
+            graph_item(item) for item in (page or {}).get("value", []) if isinstance(item, dict)
+        )
+
+
+def _gone(object_id: str, at: datetime) -> Facts:
+    return Facts(at, {"id": object_id, "@removed": {}}, (), at)
+
+
+async def managed_device_pages(graph: GraphJson) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every Intune managed device, page by page: one paged list (`$select` of what evaluation
+    reads) instead of one request per device. No `$top`: Intune's own page size is used (1,000
+    managed devices), and its `@odata.nextLink` is followed as given (concepts/paging.md: APIs
+    differ in page sizes, the next link is opaque)."""
+    url: str | None = f"/deviceManagement/managedDevices?$select={_MANAGED_SELECT}"
+    while url:
+        page = await graph.get(url) or {}
+        yield [item for item in page.get("value", []) if isinstance(item, dict)]
+        link = page.get("@odata.nextLink")
+        url = link if isinstance(link, str) and link else None

@@ -30,6 +30,7 @@ observation of the same version, milliseconds apart.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -161,13 +162,7 @@ class DeviceStore:
                 )
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError) as exc:
             raise StateConflict(str(exc)) from exc
-        return StateRow(
-            record=row.record,
-            last_transition=row.last_transition,
-            last_transition_at=row.last_transition_at,
-            pending_alert=row.pending_alert,
-            etag=result.get("etag"),
-        )
+        return replace(row, etag=result.get("etag"))
 
     async def history(self, object_id: str, limit: int | None = None) -> AsyncIterator[HistoryRow]:
         """A device's timeline, newest first."""
@@ -274,7 +269,8 @@ class DeviceStore:
             yield HistoryRow.from_entity(entity)
 
 
-# The columns the read side maps (PendingAlert, an alert body, stays in the table).
+# The columns the read side maps (PendingAlert, an alert body, and Snapshot, the device's last
+# observed facts, stay in the table).
 STATE_COLUMNS = [
     "PartitionKey",
     "RowKey",

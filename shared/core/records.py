@@ -112,16 +112,25 @@ class DeviceRecord:
         )
 
 
+# Table storage holds at most 64 KiB in a string property (32K UTF-16 characters). A snapshot
+# that would not fit is not kept: the next partial delta item then re-reads the device.
+MAX_SNAPSHOT_CHARS = 30_000
+
+
 @dataclass(frozen=True, slots=True)
 class StateRow:
-    """DeviceState: the latest record, when eligibility last changed, and an alert not yet
-    confirmed published (the outbox that makes a crash between commit and publish harmless)."""
+    """DeviceState: the latest record, when eligibility last changed, an alert not yet confirmed
+    published (the outbox that makes a crash between commit and publish harmless), and the last
+    full snapshot of the device's facts with when they were observed (`Snapshot`, JSON of
+    shared.core.observations.Facts): what a partial delta item is merged onto, and what an older
+    observation is compared with."""
 
     record: DeviceRecord
     last_transition: str
     last_transition_at: datetime
     pending_alert: str = ""
     etag: str | None = None
+    snapshot: str = ""
 
     def entity(self) -> dict[str, Any]:
         return {
@@ -131,6 +140,7 @@ class StateRow:
             "LastTransition": self.last_transition,
             "LastTransitionAt": self.last_transition_at,
             "PendingAlert": self.pending_alert,
+            "Snapshot": self.snapshot,
         }
 
     @classmethod
@@ -142,10 +152,14 @@ class StateRow:
             last_transition_at=entity.get("LastTransitionAt") or entity["EvaluatedAt"],
             pending_alert=str(entity.get("PendingAlert") or ""),
             etag=metadata.get("etag"),
+            snapshot=str(entity.get("Snapshot") or ""),
         )
 
     def without_pending(self) -> StateRow:
         return replace(self, pending_alert="")
+
+    def with_snapshot(self, snapshot: str) -> StateRow:
+        return replace(self, snapshot=snapshot if len(snapshot) <= MAX_SNAPSHOT_CHARS else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +224,7 @@ def next_state(
     record: DeviceRecord,
     transition: Transition,
     pending_alert: str,
+    snapshot: str = "",
 ) -> StateRow:
     """The state row after `record`; keeps the previous ETag so the write is optimistic."""
     moved = transition in (Transition.FIRST_SEEN, Transition.LOST, Transition.RESTORED)
@@ -221,7 +236,7 @@ def next_state(
         else previous.last_transition_at,
         pending_alert=pending_alert,
         etag=previous.etag if previous else None,
-    )
+    ).with_snapshot(snapshot)
 
 
 def pending_alert_id(state: StateRow | None) -> str | None:

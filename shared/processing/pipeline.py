@@ -1,4 +1,8 @@
-"""One device change, end to end: re-read → evaluate → compare → history + state → alert.
+"""One device change, end to end: facts → evaluate → compare → history + state → alert.
+
+The facts come with the change (a delta item, the Intune list: shared/core/observations.py), merged
+onto the last full snapshot when the item is partial, or are re-read from Graph for a bare hint;
+an observation older than the stored one changes nothing.
 
 Crash-safety, step by step (each is tested by failing it):
 1. history row for version N+1 is written (keyed by version); a row that exists is kept when it
@@ -20,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -38,12 +42,14 @@ from shared.core.events import (
     verdict_of,
     wants_predecessor,
 )
-from shared.core.models import (
-    DeviceSnapshot,
-    ManagedDeviceSnapshot,
-    Observation,
-    Transition,
-    utc_now,
+from shared.core.models import DeviceSnapshot, Observation, Transition, utc_now
+from shared.core.observations import (
+    Facts,
+    ObservationError,
+    plan,
+    same_facts,
+    snapshots,
+    with_held_intune,
 )
 from shared.core.records import (
     DeviceRecord,
@@ -59,9 +65,21 @@ MAX_CONFLICT_RETRIES = 5
 
 
 class DeviceReader(Protocol):
+    device_properties: tuple[str, ...]
+    intune_enabled: bool
+
     async def read(
-        self, object_id: str, known_device_id: str | None = None
-    ) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]: ...
+        self,
+        object_id: str,
+        at: datetime,
+        known: Mapping[str, Any] | None = None,
+        *,
+        gone_expected: bool = False,
+    ) -> Facts: ...
+
+    async def managed_for(
+        self, device: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], ...] | None: ...
 
 
 class StateStore(Protocol):
@@ -98,6 +116,17 @@ class Outcome:
     eligible: bool | None
     reasons: tuple[str, ...] = ()
     alert_id: str | None = None
+
+
+def _stored_facts(state: StateRow | None) -> Facts | None:
+    """The last full facts the state row holds; None for a row written before snapshots were
+    kept, or one that cannot be read (the next change then re-reads the device, as a hint does)."""
+    if state is None or not state.snapshot:
+        return None
+    try:
+        return Facts.from_json(state.snapshot)
+    except ObservationError:
+        return None
 
 
 def _with_identity_of(device: DeviceSnapshot, known: DeviceRecord) -> DeviceSnapshot:
@@ -164,14 +193,62 @@ class Pipeline:
             f"device {change.device_id}: state changed under us {MAX_CONFLICT_RETRIES} times"
         )
 
+    async def _facts(
+        self, change: DeviceChange, stored: Facts | None, deleted: bool
+    ) -> Facts | None:
+        """The facts to evaluate, None when the change is older than what is stored. A bare
+        hint, or a partial item with nothing to merge onto, is re-read from Graph; Intune is read
+        only when the facts in hand do not already say it (observations.with_held_intune) and
+        Intune may be the device's MDM."""
+        decided = plan(
+            change.facts, stored, stored_deleted=deleted, required=self._graph.device_properties
+        )
+        if decided.stale:
+            return None
+        if decided.facts is not None:
+            facts = decided.facts
+        else:
+            facts = await self._graph.read(
+                change.device_id,
+                self._clock(),
+                stored.device if stored is not None and not deleted else None,
+                gone_expected=change.change_type == "deleted",
+            )
+            facts = with_held_intune(facts, stored, deleted)
+        if not self._graph.intune_enabled:
+            facts = replace(facts, managed=None, managed_at=None)
+        elif facts.managed is None and not facts.removed:
+            managed = await self._graph.managed_for(facts.device)
+            facts = replace(facts, managed=managed, managed_at=self._clock())
+        # The change's id is the normalised one (shared/core/changes.py); the record and its
+        # table keys follow it, whatever spelling the source used.
+        return replace(facts, device={**facts.device, "id": change.device_id})
+
     async def _attempt(self, change: DeviceChange) -> Outcome:
         state = await self._store.get_state(change.device_id)
         if state is not None and state.pending_alert:
             state = await self.publish_pending(state, change.correlation_id)
         previous = state.record if state else None
-        device, managed = await self._graph.read(
-            change.device_id, previous.device_id if previous else None
-        )
+        stored = _stored_facts(state)
+        deleted = bool(previous and previous.deleted) or bool(stored and stored.removed)
+        facts = await self._facts(change, stored, deleted)
+        if facts is None:
+            logs.event(
+                log,
+                "observation_stale",
+                device_id=change.device_id,
+                correlation_id=change.correlation_id,
+                observed_at=change.facts.observed_at.isoformat() if change.facts else None,
+            )
+            assert previous is not None
+            return Outcome(
+                change.device_id,
+                Transition.UNCHANGED,
+                previous.version,
+                previous.eligible,
+                previous.reasons,
+            )
+        device, managed = snapshots(facts)
         if device.deleted and previous is None:
             # Nothing to compare with and nothing to say about it: not worth a row.
             return Outcome(change.device_id, None, 0, None)
@@ -186,7 +263,12 @@ class Pipeline:
             predecessor = await self._predecessor(device)
         transition = transition_of(previous, evaluation, digest, predecessor)
         if transition is Transition.UNCHANGED:
-            assert previous is not None
+            assert previous is not None and state is not None
+            if not same_facts(facts, stored):
+                # Nothing to record, but the facts moved (a sign-in time, a property the verdict
+                # does not read yet): the snapshot the next partial item merges onto must hold
+                # them, or a later merge would bring an old value back.
+                await self._store.commit_state(state.with_snapshot(facts.to_json()))
             return Outcome(
                 change.device_id, transition, previous.version, previous.eligible, previous.reasons
             )
@@ -225,7 +307,9 @@ class Pipeline:
         if alert is not None:
             await self._outbox.hold(change.device_id, alert["id"], alert["type"], observed_at)
         committed = await self._store.commit_state(
-            next_state(state, record, transition, json.dumps(alert) if alert else "")
+            next_state(
+                state, record, transition, json.dumps(alert) if alert else "", facts.to_json()
+            )
         )
         if alert is not None:
             await self.publish_pending(committed, change.correlation_id)

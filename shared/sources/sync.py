@@ -1,9 +1,14 @@
-"""Delta sync over /devices: the source of truth that catches what notifications miss.
+"""Delta sync over /devices: the source of truth, and the detector where Graph sends no
+notifications for devices.
 
 Page by page: each page's changed and removed devices are queued on `device-changes` (one session
-per device, like notifications) and only then is the next link saved, so a crash repeats a page
-but never skips one. Memory holds one page at a time, however large the tenant. A lease on the
-cursor row keeps two runs (timer, lifecycle `missed`, an operator) from interleaving.
+per device, like notifications), each with what the page said of it and when (an observation,
+shared/core/observations.py), and only then is the next link saved, so a crash repeats a page
+but never skips one. A baseline (first run, or a full resync after an expired token) first reads
+Intune's managed devices in one paged list and joins them to the delta's devices by device id
+(shared/sources/intune.py), so a baseline costs a request per page, not per device. Memory holds
+one delta page at a time, however large the tenant, plus that index. A lease on the cursor row
+keeps two runs (timer, lifecycle `missed`, an operator) from interleaving.
 """
 
 from __future__ import annotations
@@ -25,14 +30,33 @@ from kiota_abstractions.api_error import APIError
 
 from shared import logs
 from shared.adapters.bookkeeping import Bookkeeping, LeaseLost, SyncState
-from shared.adapters.graph import DEVICE_SELECT, GraphJson, error_code, error_text
+from shared.adapters.graph import (
+    DEVICE_SELECT,
+    GraphJson,
+    error_codes,
+    error_text,
+    managed_device_pages,
+)
 from shared.core.changes import DeviceChange, normalize_graph_id
 from shared.core.models import Source, utc_now
+from shared.core.observations import Facts, merge_items
+from shared.sources.intune import IntuneIndex
 
 log = logging.getLogger("devicemon.sync")
 DELTA_PATH = f"/devices/delta?$select={','.join(DEVICE_SELECT)}"
-# Graph answers an expired or unknown directory delta token with one of these (FACTS.md).
-EXPIRED_TOKEN_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid"})
+# Graph answers an expired or unknown delta token with one of these, at the top or nested in
+# `innererror` (concepts/errors.md: resyncRequired "the delta token is no longer valid, and the
+# app must reset the sync state"; syncStateNotFound "the delta token is expired"; the detailed
+# resync codes ask for the same). Matched case-insensitively.
+EXPIRED_TOKEN_CODES = frozenset(
+    {
+        "syncstatenotfound",
+        "resyncrequired",
+        "syncstateinvalid",
+        "resyncapplydifferences",
+        "resyncuploaddifferences",
+    }
+)
 # Short, and renewed while the run is alive: a run whose process died stops renewing, and the
 # next run may take over within a minute instead of waiting out a long lease.
 LEASE = timedelta(seconds=60)
@@ -88,29 +112,55 @@ class SyncResult:
 
 
 def token_expired(exc: APIError) -> bool:
-    return exc.response_status_code == 410 or error_code(exc).lower() in EXPIRED_TOKEN_CODES
+    """410 Gone, or any code of the answer, nested ones included, that asks for a resync."""
+    return exc.response_status_code == 410 or any(
+        code.lower() in EXPIRED_TOKEN_CODES for code in error_codes(exc)
+    )
 
 
-def page_changes(page: dict[str, Any], run_id: str, received_at: str) -> list[DeviceChange]:
-    """The page's devices as changes, each device once (Graph may repeat an object).
+def page_changes(
+    page: dict[str, Any],
+    run_id: str,
+    page_number: int,
+    observed_at: datetime,
+    intune: IntuneIndex | None = None,
+) -> list[DeviceChange]:
+    """The page's devices as changes, each device once, with what the page said of it.
 
+    Graph may list one object twice in a page, an update item holding only the properties that
+    changed: the page's items for a device are merged, later properties winning. The same device
+    on another page of the round is another change with another message id (the page number is
+    in it): one id for both would let the queue's duplicate detection drop the later one. The
+    sync sends pages in order, so within the device's session the later observation comes last.
     Ids are normalised before they key anything: one device spelt in two cases is one device,
-    and its message id (the queue's duplicate detection) does not depend on the spelling."""
-    latest: dict[str, dict[str, Any]] = {}
+    and its message id does not depend on the spelling."""
+    merged: dict[str, dict[str, Any]] = {}
     for item in page.get("value") or []:
         if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip():
-            latest[normalize_graph_id(item["id"])] = item
+            object_id = normalize_graph_id(item["id"])
+            merged[object_id] = merge_items(merged.get(object_id), {**item, "id": object_id})
+    received_at = observed_at.isoformat()
     changes = []
-    for object_id, item in latest.items():
-        message_id = hashlib.sha256(f"sync|{run_id}|{object_id}".encode()).hexdigest()[:32]
+    for object_id, item in merged.items():
+        removed = "@removed" in item
+        message_id = hashlib.sha256(
+            f"sync|{run_id}|{page_number}|{object_id}".encode()
+        ).hexdigest()[:32]
+        facts = Facts(observed_at, item)
+        if intune is not None and not removed:
+            facts = Facts(
+                observed_at, item, intune.records_for(item.get("deviceId")), intune.read_at
+            )
         changes.append(
             DeviceChange(
                 device_id=object_id,
-                change_type="deleted" if "@removed" in item else "updated",
+                change_type="deleted" if removed else "updated",
                 source=Source.SYNC,
                 message_id=message_id,
                 correlation_id=message_id,
                 received_at=received_at,
+                # Far larger than any real device: sent as a bare hint, the processor re-reads.
+                facts=facts if facts.fits_a_message() else None,
             )
         )
     return changes
@@ -132,6 +182,7 @@ class DeltaSync:
         owner: str | None = None,
         on_page: Callable[[int, int], None] | None = None,
         lease: timedelta = LEASE,
+        intune_enabled: bool = True,
     ) -> None:
         self._graph = graph
         self._books = books
@@ -141,6 +192,7 @@ class DeltaSync:
         self._owner = owner or default_owner()
         self._on_page = on_page
         self._lease_length = lease
+        self._intune_enabled = intune_enabled
 
     async def run(self, reason: str) -> SyncResult:
         started = time.perf_counter()
@@ -166,6 +218,7 @@ class DeltaSync:
         url = state.link or DELTA_PATH
         pages = changes = 0
         full_resync = False
+        intune: IntuneIndex | None = None
         logs.event(
             log,
             "sync_started",
@@ -178,6 +231,9 @@ class DeltaSync:
         )
         try:
             while True:
+                if phase == "baseline" and intune is None and self._intune_enabled:
+                    intune = await self._read_intune()
+                observed_at = self._clock()
                 try:
                     page = await self._graph.get(url, headers=self._headers)
                 except APIError as exc:
@@ -191,7 +247,9 @@ class DeltaSync:
                     full_resync, phase, url = True, "baseline", DELTA_PATH
                     state = replace(state, full_resyncs=state.full_resyncs + 1)
                     continue
-                batch = page_changes(page or {}, run_id, self._clock().isoformat())
+                batch = page_changes(
+                    page or {}, run_id, pages, observed_at, intune if phase == "baseline" else None
+                )
                 if batch:
                     await self._sink.send(batch)
                 pages += 1
@@ -263,6 +321,18 @@ class DeltaSync:
             return SyncResult(
                 "failed", phase, pages, changes, time.perf_counter() - started, full_resync, text
             )
+
+    async def _read_intune(self) -> IntuneIndex:
+        started = time.perf_counter()
+        index = await IntuneIndex.read(managed_device_pages(self._graph), self._clock())
+        logs.event(
+            log,
+            "intune_list_read",
+            managed_devices=index.records,
+            devices=len(index),
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return index
 
     async def _record_failure(self, lease: _Lease, text: str) -> None:
         # Keep the cursor where it is (the next run resumes there) and release the lease.

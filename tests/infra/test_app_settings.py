@@ -272,7 +272,7 @@ def test_defaults_match_the_code(settings: dict[str, bicep.Setting]) -> None:
 def test_issue_defaults_for_settings_being_added() -> None:
     main = bicep.template("main.bicep")
     expected = {
-        "syncSchedule": "0 */5 * * * *",
+        "syncSchedule": "0 */1 * * * *",
         "subscriptionSchedule": "0 0 */6 * * *",
         "subscriptionExpiryMinutes": "4320",
         "syncStaleMinutes": "30",

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,6 +17,8 @@ from shared.runtime import Runtime
 from shared.sources.sync import DeltaSync, page_changes
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
+
+AT = datetime(2026, 11, 29, tzinfo=UTC)
 
 
 def queued(runtime: Runtime, stack) -> list[dict]:
@@ -218,9 +221,10 @@ def test_a_page_naming_one_device_in_two_cases_queues_it_once_in_lower_case() ->
         ]
     }
 
-    (change,) = page_changes(page, "run-1", "2026-11-29T00:00:00Z")
-    (same,) = page_changes({"value": [{"id": object_id}]}, "run-1", "2026-11-29T00:00:00Z")
+    (change,) = page_changes(page, "run-1", 0, AT)
+    (same,) = page_changes({"value": [{"id": object_id}]}, "run-1", 0, AT)
 
     assert change.device_id == object_id
     assert change.change_type == "deleted"  # the last spelling of the object wins, as before
+    assert change.facts is not None and change.facts.device["id"] == object_id
     assert change.message_id == same.message_id  # duplicate detection ignores the spelling
