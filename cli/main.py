@@ -20,8 +20,8 @@ from cli.context import (
     require_service_bus,
     require_tables,
 )
-from cli.errors import EXIT_CODES, USAGE, CliError, classify
-from cli.output import Console
+from cli.errors import EXIT_CODES, OK, USAGE, CliError, classify
+from cli.output import Console, OutputClosed
 
 DESCRIPTION = """\
 devicemon: what happened to a device's Conditional Access eligibility, and why.
@@ -144,7 +144,7 @@ async def _dispatch(args: argparse.Namespace, env: Mapping[str, str], console: C
     ctx = Context(settings)
     try:
         return int(await args.handler(ctx, console, args))
-    except CliError:
+    except (CliError, OutputClosed):
         raise
     except Exception as exc:
         raise classify(exc, _service_named(args), key=ctx.tables_key) from exc
@@ -168,6 +168,9 @@ async def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None =
     with logging_to_stderr(bool(getattr(args, "verbose", False))):
         try:
             return await _dispatch(args, env, console)
+        except OutputClosed:
+            console.silence()
+            return OK
         except CliError as exc:
             console.note(f"devicemon {args.command}: error: {exc}")
             return exc.code

@@ -4,12 +4,14 @@ before it reaches a terminal (a device name must not be able to move the cursor)
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import sys
 import textwrap
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -73,22 +75,46 @@ class Console:
         return self.good("eligible") if eligible else self.bad("INELIGIBLE")
 
     def say(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
+        with self._reader_may_leave():
+            print(text, file=self.out, flush=True)
 
     def note(self, text: str) -> None:
         """A message for the person, not for a pipe: goes to stderr."""
-        print(text, file=self.err, flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            print(text, file=self.err, flush=True)
 
     def json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, ensure_ascii=False), file=self.out, flush=True)
+        with self._reader_may_leave():
+            print(json.dumps(value, indent=2, ensure_ascii=False), file=self.out, flush=True)
 
     def csv(self, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-        writer = csv.writer(self.out, lineterminator="\n")
-        writer.writerow(headers)
-        for row in rows:
-            # A leading =, +, - or @ would be a formula to a spreadsheet: neutralise it.
-            writer.writerow([_csv_safe(v) for v in row])
-        self.out.flush()
+        with self._reader_may_leave():
+            writer = csv.writer(self.out, lineterminator="\n")
+            writer.writerow(headers)
+            for row in rows:
+                # A leading =, +, - or @ would be a formula to a spreadsheet: neutralise it.
+                writer.writerow([_csv_safe(v) for v in row])
+            self.out.flush()
+
+    @contextlib.contextmanager
+    def _reader_may_leave(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise OutputClosed from None
+
+    def silence(self) -> None:
+        """Point stdout at /dev/null, so that the interpreter's last flush at exit does not
+        meet the closed pipe again (Python's docs, signal module: "Note on SIGPIPE")."""
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass  # not a file descriptor (a test's buffer): nothing will flush it at exit
+
+
+class OutputClosed(Exception):
+    """Whoever read stdout went away (`devicemon fleet --csv | head`): not a failure."""
 
 
 def _csv_safe(value: object) -> object:

@@ -41,14 +41,23 @@ READY = "devicemon stack ready"
 MARKER_KEY = "//devicemon"
 MARKER = "written by `make stack` (local/up.py); removed when it stops"
 PID_KEY = "//devicemonPid"
-# Two devices that share a name, as re-imaged or re-registered machines do: `devicemon device
-# SHARED-PC` lists both (exit 6) with what tells them apart.
+# Two devices that share a name, as a re-imaged machine leaves behind: `devicemon device
+# SHARED-PC` lists both (exit 6) with what tells them apart. The old one has not signed in since
+# spring 2025.
 TWINS: list[dict[str, Any]] = [
-    {"trustType": "AzureAd", "operatingSystem": "Windows", "operatingSystemVersion": "10.0.26100"},
+    {
+        "trustType": "AzureAd",
+        "operatingSystem": "Windows",
+        "operatingSystemVersion": "10.0.26100.2314",
+        "registrationDateTime": "2026-10-01T14:03:00Z",
+        "approximateLastSignInDateTime": "2026-11-24T08:00:00Z",
+    },
     {
         "trustType": "Workplace",
         "operatingSystem": "Windows",
-        "operatingSystemVersion": "10.0.19045",
+        "operatingSystemVersion": "10.0.19045.5131",
+        "registrationDateTime": "2024-02-05T09:12:00Z",
+        "approximateLastSignInDateTime": "2025-04-20T07:30:00Z",
     },
 ]
 SETTLE_SECONDS = 60.0
@@ -148,6 +157,16 @@ def notification_sample(client_state: str, device_id: str) -> dict[str, Any]:
     }
 
 
+async def subscribe_to_alerts(connection: str) -> None:
+    """Create the topic subscription AlertWatcher reads (the broker makes one on first attach)
+    before anything is published, so that no alert of the seeding goes unprinted."""
+    from azure.servicebus.aio import ServiceBusClient
+
+    client = ServiceBusClient.from_connection_string(connection)
+    async with client, client.get_subscription_receiver("device-alerts", "audit"):
+        pass
+
+
 async def wait_until(check: Any, what: str, within: float = SETTLE_SECONDS) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -203,13 +222,13 @@ async def seed(sim: AsyncSimAdmin, api_url: str) -> dict[str, dict[str, Any]]:
 
 
 def usage(
-    settings_path: Path, sample: Path, api_url: str, graph_root: str, laptop: str
+    settings_path: Path, sample: Path, api_url: str, graph_root: str, surface: str
 ) -> list[str]:
     s = shlex.quote(str(settings_path))
     admin = f"{graph_root}/_sim/{TENANT}"
     return [
         f"  settings   {settings_path}  (the dev host's and the CLI's; removed on Ctrl-C)",
-        f"  dev host   {api_url}  (GET /health, /devices, /fleet; POST /ops/sync)",
+        f"  dev host   {api_url}  (GET /health, /devices, /devices/{{id}}; POST /ops/sync)",
         f"  Graph      {graph_root}/{TENANT}/v1.0  (tenant {TENANT}, admin API {admin})",
         f"  logs       {artifacts_dir()}",
         "",
@@ -222,9 +241,10 @@ def usage(
         f"  devicemon --settings {s} replay {shlex.quote(str(sample))}",
         f"  devicemon --settings {s} dlq show",
         f"  devicemon --settings {s} report --html fleet.html",
-        "Break a device in the simulator and watch the alert arrive here:",
-        f"  curl -X PATCH {admin}/devices/{laptop} -H 'content-type: application/json' "
+        "Break a device in the simulator, watch its alert arrive here, then see its timeline:",
+        f"  curl -s -o /dev/null -X PATCH {admin}/devices/{surface} -H 'content-type: application/json' "
         """-d '{"accountEnabled": false}'""",
+        f"  devicemon --settings {s} device SURFACE-SALES-3",
         "Ctrl-C stops everything.",
     ]
 
@@ -282,8 +302,8 @@ async def _run(
             session_idle_timeout=0.2,
         ) as host:
             await host.wait_listening()
-            watcher = AlertWatcher(stack.service_bus_connection)
-            watch = asyncio.create_task(watcher.run())
+            await subscribe_to_alerts(stack.service_bus_connection)
+            watch = asyncio.create_task(AlertWatcher(stack.service_bus_connection).run())
             async with AsyncSimAdmin(stack.graph_root, TENANT) as sim:
                 seeding = asyncio.create_task(seed(sim, host.api_url))
                 stopped = asyncio.create_task(stop.wait())
@@ -306,7 +326,11 @@ async def _run(
             )
             print(f"{READY}: {len(devices)} devices in tenant {TENANT}", flush=True)
             for line in usage(
-                settings_path, sample, host.api_url, stack.graph_root, devices["LAPTOP-0042"]["id"]
+                settings_path,
+                sample,
+                host.api_url,
+                stack.graph_root,
+                devices["SURFACE-SALES-3"]["id"],
             ):
                 print(line, flush=True)
             print("Alerts as they are published:", flush=True)

@@ -279,3 +279,21 @@ async def test_a_wrong_table_prefix_creates_no_table(
     assert result.code == errors.NOT_FOUND
     assert f"there is no {env['TABLE_PREFIX']}DevicemonSync table" in error_line(result, argv[0])
     assert not table_exists(stack.tables_connection, f"{env['TABLE_PREFIX']}DevicemonSync")
+
+
+def test_a_reader_that_leaves_early_is_not_an_unreachable_service() -> None:
+    # `devicemon fleet --csv | head -1`: the pipe closes before devicemon writes (here before it
+    # has even started), and every write then fails with EPIPE.
+    devicemon = subprocess.Popen(
+        [sys.executable, "-m", "cli", "evaluate", "tests/cli/data/entra-joined-noncompliant.json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert devicemon.stdout is not None and devicemon.stderr is not None
+    devicemon.stdout.close()
+    err = devicemon.stderr.read()
+
+    assert devicemon.wait(timeout=60) == errors.OK
+    assert err == ""  # no "cannot reach", no "Exception ignored ... BrokenPipeError"
