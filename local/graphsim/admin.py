@@ -12,11 +12,16 @@ as `flush_notifications()` would otherwise stall the receiver it is waiting for.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from .entities import PENDING_HYBRID
+from .odata import tenant_guid
 
 R = TypeVar("R")
 
@@ -47,6 +52,11 @@ class _AdminApi(Generic[R]):
     def graph_url(self) -> str:
         """Value for `client.request_adapter.base_url`."""
         return f"{self.base_url}/{quote(self.tenant, safe='')}/v1.0"
+
+    @property
+    def tenant_id(self) -> str:
+        """The GUID Graph sends as this tenant's `tenantId` (the name itself if it is one)."""
+        return tenant_guid(self.tenant)
 
     def _call(
         self,
@@ -82,14 +92,27 @@ class _AdminApi(Generic[R]):
     def upsert_devices(self, devices: list[dict[str, Any]], notify: bool = True) -> R:
         return self._call("POST", "/devices", {"devices": devices}, _notify(notify))
 
+    def upsert_pending_hybrid_device(self, notify: bool = True, **props: Any) -> R:
+        """A hybrid device synced from on-premises AD that has not registered yet ("Pending"):
+        entities.PENDING_HYBRID, then `props` on top."""
+        return self.upsert_device(notify=notify, **{**PENDING_HYBRID, **props})
+
     def generate(
         self,
         count: int,
         seed: int = 0,
         managed_devices: bool = True,
         notify: bool = False,
+        pending_fraction: float = 0.0,
     ) -> R:
-        body = {"count": count, "seed": seed, "managedDevices": managed_devices, "notify": notify}
+        """A seeded fleet; `pending_fraction` of its hybrid devices are Pending."""
+        body = {
+            "count": count,
+            "seed": seed,
+            "managedDevices": managed_devices,
+            "notify": notify,
+            "pendingFraction": pending_fraction,
+        }
         return self._call("POST", "/devices/generate", body, timeout=300.0)
 
     def mutate(
@@ -167,7 +190,7 @@ class _AdminApi(Generic[R]):
         status: int = 429,
         count: int | None = None,
         fraction: float | None = None,
-        retry_after: int | None = None,
+        retry_after: float | None = None,
         path: str | None = None,
         route: str | None = None,
         method: str | None = None,
@@ -176,7 +199,8 @@ class _AdminApi(Generic[R]):
     ) -> R:
         """Answer matching requests with `status` (next `count` and/or a `fraction`).
 
-        retry_after=None sends no Retry-After header (like some Intune 429s).
+        retry_after=None sends no Retry-After header (like some Intune 429s); fractions such
+        as 2.128 are sent as given (throttling.md).
         """
         rule = {
             "status": status,
@@ -190,6 +214,20 @@ class _AdminApi(Generic[R]):
             "message": message,
         }
         return self._call("POST", "/faults/rules", rule)
+
+    def throttle(
+        self,
+        count: int = 1,
+        retry_after: float | None = 2.128,
+        route: str | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> R:
+        """The next `count` matching requests get throttling.md's 429, by default with its
+        fractional `Retry-After: 2.128`."""
+        return self.add_fault(
+            status=429, count=count, retry_after=retry_after, route=route, method=method, path=path
+        )
 
     def remove_fault(self, rule_id: str) -> R:
         return self._call("DELETE", f"/faults/rules/{rule_id}")
@@ -223,6 +261,15 @@ class _AdminApi(Generic[R]):
         body = {"expirationDateTime": expiration_iso}
         return self._call("PATCH", f"/subscriptions/{sub_id}", body)
 
+    def refuse_device_subscriptions(self, status: int = 400) -> R:
+        """POST /subscriptions on devices answers Graph's refusal (400 unsupported resource,
+        or 403); existing subscriptions stay."""
+        return self.settings(refuseDeviceSubscriptions=status)
+
+    def accept_device_subscriptions(self) -> R:
+        """Subscriptions on devices are created (after the validation handshake)."""
+        return self.settings(refuseDeviceSubscriptions=None)
+
     def remove_subscription(self, sub_id: str) -> R:
         return self._call("DELETE", f"/subscriptions/{sub_id}")
 
@@ -230,9 +277,39 @@ class _AdminApi(Generic[R]):
         """event: reauthorizationRequired | subscriptionRemoved | missed (queued; flush)."""
         return self._call("POST", f"/subscriptions/{sub_id}/lifecycle", {"event": event})
 
+    # the tenant's clock
+    def clock(self) -> R:
+        """{"now": iso, "offsetSeconds": n}: the time the tenant's Graph goes by."""
+        return self._call("GET", "/clock")
+
+    def advance_clock(
+        self, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
+    ) -> R:
+        """Move the tenant's clock forward: delta tokens expire after 7 days of it and
+        subscriptions past their expirationDateTime are deleted."""
+        body = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
+        return self._call("POST", "/clock/advance", body)
+
     # delta, Intune actions, accounting
     def expire_delta_tokens(self) -> R:
+        """Every outstanding token fails as expired (setting deltaTokenExpiredMode)."""
         return self._call("POST", "/delta/expire")
+
+    def reset_delta_sync(self) -> R:
+        """Every outstanding token gets Graph's synchronization reset: 410 Gone + Location."""
+        return self._call("POST", "/delta/reset")
+
+    def delta_page_sizes(self, sizes: list[int] | None) -> R:
+        """Delta pages cycle through these sizes (capped by the client's maxpagesize)."""
+        return self.settings(deltaPageSizes=sizes)
+
+    def force_delta_repeats(self, count: int) -> R:
+        """The last `count` items of every delta page come again on the next page."""
+        return self.settings(deltaRepeatCount=count)
+
+    def delta_changed_properties_only(self, enabled: bool = True) -> R:
+        """Updated delta items carry id + changed properties (the docs; the default)."""
+        return self.settings(deltaChangedPropertiesOnly=enabled)
 
     def sync_device_calls(self) -> R:
         return self._call("GET", "/syncDeviceCalls")
@@ -321,3 +398,15 @@ class AsyncSimAdmin(_AdminApi[Awaitable[Any]]):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+@asynccontextmanager
+async def scratch_tenant(base_url: str, prefix: str = "t") -> AsyncIterator[AsyncSimAdmin]:
+    """A tenant of its own (unique name, created on entry, dropped on exit) and its client."""
+    client = AsyncSimAdmin(base_url, f"{prefix}-{uuid.uuid4().hex[:10]}")
+    await client.ensure()
+    try:
+        yield client
+    finally:
+        await client.drop()
+        await client.aclose()

@@ -19,12 +19,15 @@ from .entities import EntityError
 from .odata import GraphResponse, graph_error, intune_error
 
 DEFAULT_ERRORS: dict[int, tuple[str, str]] = {
-    429: ("TooManyRequests", "Too many requests."),
+    # throttling.md's sample response: this code and message, and an innerError with
+    # "code": "429", "message": "Please retry after", "status": "429" (THROTTLING_INNER).
+    429: ("TooManyRequests", "Please retry again later."),
     500: ("generalException", "General exception while processing."),
     502: ("badGateway", "Bad gateway."),
     503: ("serviceNotAvailable", "Service unavailable."),
     504: ("gatewayTimeout", "Gateway timeout."),
 }
+THROTTLING_INNER = {"code": "429", "message": "Please retry after", "status": "429"}
 
 
 @dataclass
@@ -32,7 +35,9 @@ class FaultRule:
     status: int
     count: int | None = None  # remaining firings; None = unlimited
     fraction: float | None = None
-    retry_after: int | None = None  # seconds; None = no Retry-After header
+    # Seconds; None = no Retry-After header. Fractions are sent as given: throttling.md's
+    # sample response has "Retry-After: 2.128".
+    retry_after: float | None = None
     path: str | None = None  # regex searched in the request path (relative to /v1.0)
     route: str | None = None  # exact route template, e.g. "/devices/{id}"
     method: str | None = None
@@ -72,8 +77,12 @@ class FaultRule:
         ):
             raise EntityError("fraction must be in (0, 1]")
         retry_after = data.get("retryAfter")
-        if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
-            raise EntityError("retryAfter must be a non-negative integer (seconds) or null")
+        if retry_after is not None and (
+            not isinstance(retry_after, int | float)
+            or isinstance(retry_after, bool)
+            or retry_after < 0
+        ):
+            raise EntityError("retryAfter must be a non-negative number of seconds or null")
         path = data.get("path")
         try:
             regex = re.compile(path, re.IGNORECASE) if path else None
@@ -118,6 +127,11 @@ class FaultRule:
         if self._regex is not None:
             return self._regex.search(path) is not None
         return route != "/$batch"
+
+
+def _seconds(value: float) -> str:
+    """2 -> "2", 2.128 -> "2.128": whole seconds stay integers, fractions are kept."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class FaultInjector:
@@ -165,19 +179,23 @@ class FaultInjector:
         default_code, default_message = DEFAULT_ERRORS.get(
             rule.status, ("UnknownError", "Injected fault.")
         )
-        headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else {}
+        headers = {}
+        if rule.retry_after is not None:
+            headers["Retry-After"] = _seconds(rule.retry_after)
         code = rule.code or default_code
         if path.lower().startswith("/devicemanagement") and rule.message is None:
             # Intune errors wrap their own JSON in error.message.
             return intune_error(
                 rule.status, code, headers=headers, client_request_id=client_request_id
             )
+        inner = THROTTLING_INNER if rule.status == 429 and rule.message is None else None
         return graph_error(
             rule.status,
             code,
             rule.message or default_message,
             headers=headers,
             client_request_id=client_request_id,
+            inner=inner,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Mix (by design, roughly what a mid-size Windows-heavy tenant looks like):
 - trust: 50% Entra joined (AzureAd), 30% hybrid joined (ServerAd), 20% registered (Workplace);
 - OS: joined/hybrid are Windows 10/11; registered devices are mostly iOS/Android/macOS;
 - managed: ~90% of joined, ~85% of hybrid, ~40% of registered; ~88% of managed compliant;
-- ~3% disabled, ~8% stale sign-ins, some Intune grace periods, some co-managed (ConfigMgr).
+- ~3% disabled, ~8% stale sign-ins, some Intune grace periods, some co-managed (ConfigMgr);
+- every registered device has its alternativeSecurityId; `pending_fraction` of the hybrid
+  devices are Pending instead (synced, never registered: entities.PENDING_HYBRID).
 
 Speed matters (100,000 devices in about a second): timestamps come from precomputed
 day/time-of-day tables instead of datetime formatting, GUIDs from one getrandbits call.
@@ -17,7 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .entities import EXTENSION_ATTRIBUTES, INTUNE_MDM_APP_ID, NO_GRACE_PERIOD
+from .entities import (
+    CO_MANAGED_FEATURES,
+    EXTENSION_ATTRIBUTES,
+    INTUNE_MDM_APP_ID,
+    NEVER,
+    NO_GRACE_PERIOD,
+    PENDING_HYBRID,
+    alternative_security_id,
+)
 
 WINDOWS_VERSIONS = (
     (0.30, "10.0.19045.5011"),  # Windows 10 22H2
@@ -39,6 +49,7 @@ MOBILE = (
     ("Android", "14.0", "samsung", "SM-S918B"),
     ("Android", "13.0", "Google", "Pixel 7"),
     ("MacMDM", "14.6.1", "Apple", "MacBookPro18,1"),
+    ("Linux", "22.04", "Dell Inc.", "XPS 13 9315"),  # Ubuntu: the one Linux CA covers
 )
 MAX_AGE_DAYS = 1100
 _VARIANT = "89ab"
@@ -80,11 +91,17 @@ class _Clock:
 
 
 def generate_fleet(
-    count: int, seed: int, *, with_managed: bool = True, domain: str = "contoso.onmicrosoft.com"
+    count: int,
+    seed: int,
+    *,
+    with_managed: bool = True,
+    domain: str = "contoso.onmicrosoft.com",
+    pending_fraction: float = 0.0,
+    now: datetime | None = None,
 ) -> FleetResult:
     rng = random.Random(seed)
     rand = rng.random
-    clock = _Clock(datetime.now(UTC).replace(microsecond=0))
+    clock = _Clock((now or datetime.now(UTC)).replace(microsecond=0))
     devices: list[dict[str, Any]] = []
     managed: list[dict[str, Any]] = []
     users = max(count // 2, 1)
@@ -100,6 +117,9 @@ def generate_fleet(
             manufacturer, model = HARDWARE[int(rand() * len(HARDWARE))]
         managed_share = 0.9 if trust == "AzureAd" else (0.85 if trust == "ServerAd" else 0.4)
         is_managed = rand() < managed_share
+        # Drawn only when asked for, so the default fleet of a seed never changes.
+        pending = trust == "ServerAd" and pending_fraction > 0 and rand() < pending_fraction
+        is_managed = is_managed and not pending
         compliance_roll = rand()
         age_days = 1 + int(rand() * (MAX_AGE_DAYS - 1))
         registered = clock.ago(age_days, int(rand() * 1440), int(rand() * 60))
@@ -114,6 +134,12 @@ def generate_fleet(
             name = f"{model.split(',')[0].replace(' ', '')}-{index:06d}"
         device_id = _guid(rng)
         hybrid = trust == "ServerAd"
+        if trust == "AzureAd":
+            enrollment = "windowsAzureADJoin"
+        elif hybrid:
+            enrollment = "windowsCoManagement"
+        else:
+            enrollment = "userEnrollment"
         device: dict[str, Any] = {
             "id": _guid(rng),
             "deletedDateTime": None,
@@ -128,9 +154,10 @@ def generate_fleet(
             "deviceVersion": 2,
             "displayName": name,
             "enrollmentProfileName": None,
-            "enrollmentType": None,
+            "enrollmentType": enrollment if is_managed else None,
             "isCompliant": (compliance_roll < 0.88) if is_managed else None,
             "isManaged": is_managed,
+            "isManagementRestricted": None,
             "isRooted": False if os_name in ("iOS", "Android") else None,
             "managementType": "MDM" if is_managed else None,
             "manufacturer": manufacturer,
@@ -142,13 +169,16 @@ def generate_fleet(
             "operatingSystem": os_name,
             "operatingSystemVersion": os_version,
             "physicalIds": [],
-            "alternativeSecurityIds": [],
+            "alternativeSecurityIds": [alternative_security_id(device_id)],
             "profileType": "RegisteredDevice",
             "registrationDateTime": registered,
             "systemLabels": [],
             "trustType": trust,
             "extensionAttributes": dict.fromkeys(EXTENSION_ATTRIBUTES),
         }
+        if pending:
+            device.update(PENDING_HYBRID)
+            device["alternativeSecurityIds"] = []
         devices.append(device)
         if not (with_managed and is_managed):
             continue
@@ -167,42 +197,71 @@ def generate_fleet(
         )
         user = f"user{int(rand() * users):06d}"
         upn = f"{user}@{domain}"
+        managed_id, user_id = _guid(rng), _guid(rng)
+        last_sync = clock.ago(int(rand() * 3), int(rand() * 1440), 0)
+        agent = "configurationManagerClientMdm" if hybrid and rand() < 0.4 else "mdm"
+        encrypted = rand() < 0.95
+        serial = f"{rng.getrandbits(48):012X}"
         managed.append(
             {
-                "id": _guid(rng),
-                "userId": _guid(rng),
+                "id": managed_id,
+                "userId": user_id,
                 "deviceName": name,
                 "managedDeviceOwnerType": "personal" if trust == "Workplace" else "company",
+                "deviceActionResults": [],
                 "enrolledDateTime": registered,
-                "lastSyncDateTime": clock.ago(int(rand() * 3), int(rand() * 1440), 0),
+                "lastSyncDateTime": last_sync,
                 "operatingSystem": "macOS" if os_name == "MacMDM" else os_name,
                 "complianceState": state,
                 "jailBroken": "False" if os_name in ("iOS", "Android") else "Unknown",
-                "managementAgent": "configurationManagerClientMdm"
-                if hybrid and rand() < 0.4
-                else "mdm",
+                "managementAgent": agent,
                 "osVersion": os_version,
                 "easActivated": False,
                 "easDeviceId": "",
-                "easActivationDateTime": "0001-01-01T00:00:00Z",
+                "easActivationDateTime": NEVER,
                 "azureADRegistered": True,
-                "deviceEnrollmentType": "windowsAzureADJoin"
-                if trust == "AzureAd"
-                else ("windowsCoManagement" if hybrid else "userEnrollment"),
+                "deviceEnrollmentType": enrollment,
+                "activationLockBypassCode": None,
                 "emailAddress": upn,
                 "azureADDeviceId": device_id,
                 "deviceRegistrationState": "registered",
                 "deviceCategoryDisplayName": "Unknown Category",
                 "isSupervised": False,
-                "isEncrypted": rand() < 0.95,
+                "exchangeLastSuccessfulSyncDateTime": NEVER,
+                "exchangeAccessState": "none",
+                "exchangeAccessStateReason": "none",
+                "remoteAssistanceSessionUrl": None,
+                "remoteAssistanceSessionErrorDetails": None,
+                "isEncrypted": encrypted,
                 "userPrincipalName": upn,
                 "model": model,
                 "manufacturer": manufacturer,
-                "serialNumber": f"{rng.getrandbits(48):012X}",
-                "userDisplayName": user,
+                "imei": "",
                 "complianceGracePeriodExpirationDateTime": grace,
+                "serialNumber": serial,
+                "phoneNumber": "",
+                "androidSecurityPatchLevel": "",
+                "userDisplayName": user,
+                "configurationManagerClientEnabledFeatures": dict(CO_MANAGED_FEATURES)
+                if agent == "configurationManagerClientMdm"
+                else None,
+                "wiFiMacAddress": "",
+                "deviceHealthAttestationState": None,
+                "subscriberCarrier": "",
+                "meid": "",
+                "totalStorageSpaceInBytes": 0,
+                "freeStorageSpaceInBytes": 0,
                 "managedDeviceName": f"{user}_{os_name}_{index}",
                 "partnerReportedThreatState": "unknown",
+                "requireUserEnrollmentApproval": False,
+                "managementCertificateExpirationDate": clock.ahead(7, 0),
+                "iccid": None,
+                "udid": None,
+                "notes": None,
+                "ethernetMacAddress": "",
+                "physicalMemoryInBytes": 0,
+                "enrollmentProfileName": "",
+                "managementState": "managed",
             }
         )
     return FleetResult(devices, managed)

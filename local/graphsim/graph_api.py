@@ -6,16 +6,13 @@ accounting) as top-level requests.
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from . import compliance_states
+from .batch import run_batch
 from .delta import TokenError, list_page
 from .entities import DEVICE_KNOWN, DEVICE_TYPE, MANAGED_DEVICE_KNOWN, MANAGED_DEVICE_TYPE
 from .odata import (
@@ -24,12 +21,10 @@ from .odata import (
     GraphRequest,
     GraphResponse,
     ODataQueryError,
-    dumps,
     graph_error,
     intune_error,
     iso_7,
     matches,
-    now_utc,
     parse_filter,
     parse_max_page_size,
     parse_select,
@@ -38,7 +33,6 @@ from .odata import (
 from .runtime import TenantRuntime
 
 Handler = Callable[[TenantRuntime, GraphRequest, dict[str, str]], Awaitable[GraphResponse]]
-MAX_BATCH = 20
 MAX_TOP = 999
 
 
@@ -201,19 +195,35 @@ async def list_devices(
     return GraphResponse(200, body)
 
 
-def _expired_token(rt: TenantRuntime) -> GraphResponse:
-    if rt.state.settings.deltaTokenExpiredMode == "gone":
+def _restart_url(req: GraphRequest, select: list[str] | None) -> str:
+    """The initial query again, with an empty $deltaToken (delta-query-overview.md)."""
+    selection = f"$select={','.join(select)}&" if select else ""
+    return f"{req.base_url}/devices/delta?{selection}$deltatoken="
+
+
+def _token_refused(rt: TenantRuntime, req: GraphRequest, exc: TokenError) -> GraphResponse:
+    if exc.reason == "reset" or rt.state.settings.deltaTokenExpiredMode == "gone":
+        # delta-query-overview.md, "Synchronization reset": "410 (gone) and a Location header
+        # containing a request URL with an empty $deltaToken (same as the initial query)".
+        # errors.md: syncStateNotFound is the basic code for an expired delta token, and the
+        # innererror carries the more specific resyncRequired clients must loop down to.
         return graph_error(
             410,
-            "resyncRequired",
-            "The delta token is no longer valid; restart with a full synchronization.",
+            "syncStateNotFound",
+            "The sync state generation is not found. The delta token is expired and data must "
+            "be synchronized again.",
+            headers={"Location": _restart_url(req, exc.select)},
+            client_request_id=_crid(req),
+            inner={"code": "resyncRequired"},
         )
-    # What Graph answers for directory objects (devices, users, groups) with an old token.
+    # delta-query-overview.md, "Token duration": seven days for directory objects, then "a
+    # 40X-series error with error codes such as syncStateNotFound".
     return graph_error(
         400,
         "syncStateNotFound",
         "The sync state generation is not found. The delta token is expired and data must "
         "be synchronized again.",
+        client_request_id=_crid(req),
     )
 
 
@@ -231,12 +241,13 @@ async def devices_delta(
     try:
         if delta_token is not None and delta_token.lower() == "latest":
             page = rt.delta.latest(select)
-        elif skip is not None or delta_token is not None:
+        elif skip or delta_token:
             page = rt.delta.resume(skip or delta_token or "", requested, settings.deltaPageSize)
         else:
+            # No token, or the empty $deltatoken of a 410's Location: a full sync from scratch.
             page = rt.delta.start(select, requested or settings.deltaPageSize)
-    except TokenError:
-        return _expired_token(rt)
+    except TokenError as exc:
+        return _token_refused(rt, req, exc)
     body: dict[str, Any] = {"@odata.context": _context(req, "devices")}
     link_base = f"{req.base_url}/devices/delta"
     if page.next_token:
@@ -317,7 +328,7 @@ async def sync_device(
             "managedDeviceId": device["id"],
             "azureADDeviceId": device.get("azureADDeviceId"),
             "deviceName": device.get("deviceName"),
-            "at": iso_7(now_utc()),
+            "at": iso_7(rt.state.clock.now()),
             "inBatch": req.in_batch,
         }
     )
@@ -370,109 +381,11 @@ async def reauthorize_subscription(
     return await rt.subscriptions.reauthorize(params["id"])
 
 
-# --- $batch --------------------------------------------------------------------------------
-
-
-def _batch_item_path(url: str, req: GraphRequest) -> tuple[str, str] | str:
-    """Item url -> (relative path, raw query), or an error message.
-
-    Graph documents relative urls ("/devices/{id}?$select=..."); msgraph-sdk-python sends
-    the *absolute* url of the RequestInformation, so both are accepted.
-    """
-    parts = urlsplit(url)
-    path = parts.path
-    if parts.scheme:
-        prefix = urlsplit(req.base_url).path  # "/{tenant}/v1.0"
-        if not path.startswith(prefix + "/") and path != prefix:
-            return f"Batch item url '{url}' does not belong to this tenant's API root."
-        path = path[len(prefix) :]
-    for version in ("/v1.0", "v1.0"):
-        if path.startswith(version + "/"):
-            path = path[len(version) :]
-    if not path.startswith("/"):
-        path = "/" + path
-    return path, parts.query
-
-
-def _encode_item_body(rt: TenantRuntime, resp: GraphResponse) -> Any:
-    if resp.body is None:
-        return None
-    if rt.state.settings.batchBodyEncoding == "base64":
-        # Graph base64-encodes non-JSON bodies; this mode forces it for JSON too, which is
-        # the only form msgraph-core's BatchResponseItem can turn back into bytes.
-        return base64.b64encode(dumps(resp.body)).decode()
-    return resp.body
+# --- $batch (batch.py runs the items through dispatch below) --------------------------------
 
 
 async def batch(rt: TenantRuntime, req: GraphRequest, params: dict[str, str]) -> GraphResponse:
-    body = _json_body(req)
-    if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
-        return graph_error(400, "BadRequest", "Invalid batch payload format.")
-    items: list[Any] = body["requests"]
-    if not items:
-        return graph_error(400, "BadRequest", "Batch request must contain at least one request.")
-    if len(items) > MAX_BATCH:
-        return graph_error(
-            400,
-            "BadRequest",
-            f"Number of batch requests ({len(items)}) exceeds the limit of {MAX_BATCH}.",
-        )
-    seen: set[str] = set()
-    parsed: list[tuple[str, GraphRequest, list[str]]] = []
-    for item in items:
-        if not isinstance(item, dict) or not item.get("id") or not item.get("method"):
-            return graph_error(400, "BadRequest", "Each batch request needs id, method and url.")
-        item_id = str(item["id"])
-        if item_id in seen:
-            return graph_error(400, "BadRequest", f"Duplicate batch request id '{item_id}'.")
-        seen.add(item_id)
-        target = _batch_item_path(str(item.get("url") or ""), req)
-        if isinstance(target, str):
-            return graph_error(400, "BadRequest", target)
-        path, raw_query = target
-        headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-        raw_body = item.get("body")
-        body_bytes: bytes | None
-        if raw_body is None:
-            body_bytes = None
-        elif isinstance(raw_body, str):
-            body_bytes = base64.b64decode(raw_body)
-        else:
-            body_bytes = json.dumps(raw_body).encode()
-        # msgraph-core serialises dependsOn as "depends_on"; accept both spellings.
-        depends = item.get("dependsOn") or item.get("depends_on") or []
-        inner = GraphRequest(
-            method=str(item["method"]).upper(),
-            path=path,
-            query={k.lower(): v for k, v in parse_qsl(raw_query, keep_blank_values=True)},
-            headers=headers,
-            body=body_bytes,
-            base_url=req.base_url,
-            in_batch=True,
-        )
-        parsed.append((item_id, inner, [str(d) for d in depends]))
-    rt.state.stats.batch_items += len(parsed)
-    results: dict[str, GraphResponse] = {}
-    if any(depends for _, _, depends in parsed):
-        # dependsOn: run in order; a step whose dependency failed is answered 424.
-        for item_id, inner, depends in parsed:
-            if any(results.get(d) is None or results[d].status >= 400 for d in depends):
-                results[item_id] = graph_error(424, "FailedDependency", "Dependency failed.")
-            else:
-                results[item_id] = await dispatch(rt, inner)
-    else:
-        responses = await asyncio.gather(*(dispatch(rt, inner) for _, inner, _ in parsed))
-        results = {item_id: resp for (item_id, _, _), resp in zip(parsed, responses, strict=True)}
-    out = []
-    for item_id, _, _ in parsed:
-        resp = results[item_id]
-        entry: dict[str, Any] = {"id": item_id, "status": resp.status}
-        entry["headers"] = resp.header_items()
-        encoded = _encode_item_body(rt, resp)
-        if encoded is not None:
-            entry["body"] = encoded
-        out.append(entry)
-    return GraphResponse(200, {"responses": out}, content_type="application/json")
+    return await run_batch(rt, req, dispatch)
 
 
 ROUTES: dict[str, Route] = {

@@ -27,6 +27,17 @@ GUID_RE = re.compile(
 )
 
 
+def tenant_guid(name: str) -> str:
+    """The tenant's id as Graph sends it (a GUID, e.g. `tenantId` in change notifications).
+
+    Tenants here are named by URL prefix; a name that is a GUID is its own id, any other
+    name maps to a stable name-based UUID so the same name always gets the same id.
+    """
+    if GUID_RE.match(name):
+        return name.lower()
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"graphsim:tenant:{name}"))
+
+
 def dumps(value: Any) -> bytes:
     """Compact JSON, as Graph sends it (and cheaper for 100k-device pages)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -93,7 +104,7 @@ def parse_datetime(text: str) -> datetime:
     return parsed
 
 
-def _inner_error(request_id: str, client_request_id: str | None) -> dict[str, str]:
+def _inner_error(request_id: str, client_request_id: str | None) -> dict[str, Any]:
     inner = {"date": iso_z(now_utc()).rstrip("Z"), "request-id": request_id}
     if client_request_id:
         inner["client-request-id"] = client_request_id
@@ -107,15 +118,17 @@ def graph_error(
     *,
     headers: Mapping[str, str] | None = None,
     client_request_id: str | None = None,
+    inner: Mapping[str, str] | None = None,
 ) -> GraphResponse:
     """A Graph style error: {"error": {"code", "message", "innerError"}} (the SDK maps it
-    to ODataError with response_status_code)."""
+    to ODataError with response_status_code). `inner` adds to innerError, e.g. the more
+    specific nested "code" errors.md tells clients to look for."""
     request_id = str(uuid.uuid4())
     body = {
         "error": {
             "code": code,
             "message": message,
-            "innerError": _inner_error(request_id, client_request_id),
+            "innerError": {**(inner or {}), **_inner_error(request_id, client_request_id)},
         }
     }
     return GraphResponse(status, body, dict(headers or {}))

@@ -15,12 +15,14 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import entities
+from .clock import TenantClock
 from .entities import EntityError
-from .odata import iso_z, now_utc
+from .odata import iso_z, tenant_guid
+from .settings import TenantSettings
 
 ChangeKind = Literal["created", "updated", "deleted"]
 # (tenant state, object id, kind) - the notification hub listens to this.
@@ -31,77 +33,20 @@ ChangeListener = Callable[["TenantState", str, ChangeKind], None]
 MAX_LOG = 5_000_000
 
 
+# Patches remembered per device for delta's "changed properties only"; a delta token older
+# than the oldest one remembered gets the whole object, which the docs allow ("at least").
+MAX_HISTORY = 64
+
+
 @dataclass(slots=True)
 class DeviceRecord:
     props: dict[str, Any]
     seq: int  # seq of the latest change
     pos: int  # position in TenantState.order
-    # (seq, changed prop names) per change; only kept for deltaChangedPropertiesOnly.
+    created_seq: int  # seq at which this object (re)appeared: a delta since before sends it all
+    # (seq, names patched) after creation, oldest first; None until the first patch.
     history: list[tuple[int, frozenset[str]]] | None = None
-
-
-@dataclass
-class TenantSettings:
-    """Knobs set through PATCH /_sim/{tenant}/settings (names are the JSON names)."""
-
-    deltaPageSize: int = 200
-    listPageSize: int = 100
-    requireAuth: bool = True
-    notificationsEnabled: bool = True
-    notificationMaxBatch: int = 50
-    notificationConcurrency: int = 4
-    notificationTimeoutSeconds: float = 10.0
-    validationTimeoutSeconds: float = 10.0
-    validateOnRenew: bool = True
-    deltaTokenExpiredMode: Literal["syncStateNotFound", "gone"] = "syncStateNotFound"
-    deltaChangedPropertiesOnly: bool = False
-    refuseDeviceSubscriptions: int | None = None  # None, 400 or 403
-    maxSubscriptionMinutes: int = 41760
-    maxSubscriptions: int | None = None
-    batchBodyEncoding: Literal["json", "base64"] = "json"
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def update(self, patch: Mapping[str, Any]) -> None:
-        current = asdict(self)
-        for key, value in patch.items():
-            if key not in current:
-                raise EntityError(f"unknown setting {key!r}; known: {sorted(current)}")
-            _check_setting(key, value)
-            setattr(self, key, value)
-
-
-def _check_setting(key: str, value: Any) -> None:
-    positive_ints = (
-        "deltaPageSize",
-        "listPageSize",
-        "notificationMaxBatch",
-        "notificationConcurrency",
-        "maxSubscriptionMinutes",
-    )
-    if key in positive_ints and (not isinstance(value, int) or value < 1):
-        raise EntityError(f"{key} must be a positive integer")
-    if key in ("notificationTimeoutSeconds", "validationTimeoutSeconds") and (
-        not isinstance(value, int | float) or value <= 0
-    ):
-        raise EntityError(f"{key} must be a positive number")
-    if key == "deltaTokenExpiredMode" and value not in ("syncStateNotFound", "gone"):
-        raise EntityError("deltaTokenExpiredMode must be 'syncStateNotFound' or 'gone'")
-    if key == "refuseDeviceSubscriptions" and value not in (None, 400, 403):
-        raise EntityError("refuseDeviceSubscriptions must be null, 400 or 403")
-    if key == "batchBodyEncoding" and value not in ("json", "base64"):
-        raise EntityError("batchBodyEncoding must be 'json' or 'base64'")
-    if key == "maxSubscriptions" and value is not None and (not isinstance(value, int)):
-        raise EntityError("maxSubscriptions must be an integer or null")
-    bools = (
-        "requireAuth",
-        "notificationsEnabled",
-        "validateOnRenew",
-        "deltaChangedPropertiesOnly",
-    )
-    if key in bools and not isinstance(value, bool):
-        raise EntityError(f"{key} must be a boolean")
+    detail_from: int = 0  # patches at or before this seq were forgotten (history trimmed)
 
 
 @dataclass
@@ -127,6 +72,8 @@ class RequestStats:
 class TenantState:
     def __init__(self, name: str) -> None:
         self.name = name
+        self.tenant_id = tenant_guid(name)
+        self.clock = TenantClock()
         # Changes with every (re)creation, so tokens from a dropped tenant never validate.
         self.incarnation = secrets.token_hex(4)
         self.settings = TenantSettings()
@@ -140,7 +87,8 @@ class TenantState:
         self.seq = 0
         self.log: list[str] = []
         self.log_start = 1  # seq of log[0]
-        self.token_epoch = 0  # bumped by "expire delta tokens"
+        self.token_epoch = 0  # bumped by the admin "expire" or "reset" of delta tokens
+        self.token_epoch_reason = "expired"  # what the latest bump means: expired | reset
         # Intune managed devices
         self.managed: dict[str, dict[str, Any]] = {}
         self.managed_order: list[str] = []
@@ -185,7 +133,7 @@ class TenantState:
         if isinstance(object_id, str) and object_id.lower() in self.devices:
             patch = {k: v for k, v in props.items() if k != "id"}
             return self.patch_device(object_id, patch, notify=notify)
-        device = entities.new_device(props)
+        device = entities.new_device(props, self.clock.now())
         device["id"] = device["id"].lower()
         self._insert(device, notify=notify)
         return device
@@ -208,8 +156,7 @@ class TenantState:
         self.tombstones.pop(object_id, None)
         self.soft_deleted.pop(object_id, None)
         seq = self._next_seq(object_id)
-        history = [(seq, frozenset(device))] if self.settings.deltaChangedPropertiesOnly else None
-        self.devices[object_id] = DeviceRecord(device, seq, len(self.order), history)
+        self.devices[object_id] = DeviceRecord(device, seq, len(self.order), seq)
         self.order.append(object_id)
         self.by_device_id[device["deviceId"].lower()] = object_id
         if notify:
@@ -234,12 +181,12 @@ class TenantState:
             del self.by_device_id[old_device_id]
             self.by_device_id[new_device_id] = record.props["id"]
         record.props.update(patch)
-        previous_seq = record.seq
         record.seq = self._next_seq(record.props["id"])
-        if record.history is not None or self.settings.deltaChangedPropertiesOnly:
-            # Without history the previous change is unknown in detail: treat it as "all".
-            base = record.history or [(previous_seq, frozenset(record.props))]
-            record.history = [*base, (record.seq, frozenset(patch))]
+        history = record.history if record.history is not None else []
+        history.append((record.seq, frozenset(patch)))
+        if len(history) > MAX_HISTORY:
+            record.detail_from = history.pop(0)[0]
+        record.history = history
         if notify:
             self._notify(record.props["id"], "updated")
         return record.props
@@ -254,7 +201,7 @@ class TenantState:
         # Graph's @removed reason: "changed" = soft-deleted (restorable), "deleted" = gone.
         self.tombstones[device["id"]] = (seq, "changed" if soft else "deleted")
         if soft:
-            device["deletedDateTime"] = iso_z(now_utc())
+            device["deletedDateTime"] = iso_z(self.clock.now())
             self.soft_deleted[device["id"]] = device
         if notify:
             self._notify(device["id"], "deleted")
@@ -268,7 +215,7 @@ class TenantState:
         seq = self._next_seq(device["id"])
         # Restored devices keep their old position: "order" is only appended on creation,
         # so give it a fresh slot to stay visible to baselines.
-        self.devices[device["id"]] = DeviceRecord(device, seq, len(self.order))
+        self.devices[device["id"]] = DeviceRecord(device, seq, len(self.order), seq)
         self.order.append(device["id"])
         self.by_device_id[device["deviceId"].lower()] = device["id"]
         if notify:
@@ -276,11 +223,12 @@ class TenantState:
         return device
 
     def changed_fields_since(self, record: DeviceRecord, since_seq: int) -> frozenset[str] | None:
-        """Props changed after since_seq, or None when unknown (then send everything)."""
-        if record.history is None:
+        """Props patched after since_seq, or None when the whole object is news: it was
+        created (or restored) after since_seq, or its patches back then were forgotten."""
+        if record.created_seq > since_seq or since_seq < record.detail_from:
             return None
         changed: set[str] = set()
-        for seq, names in reversed(record.history):
+        for seq, names in reversed(record.history or ()):
             if seq <= since_seq:
                 break
             changed |= names
@@ -292,7 +240,7 @@ class TenantState:
         managed_id = props.get("id")
         if isinstance(managed_id, str) and managed_id in self.managed:
             return self.patch_managed(managed_id, {k: v for k, v in props.items() if k != "id"})
-        device = entities.new_managed_device(props)
+        device = entities.new_managed_device(props, self.clock.now())
         self.insert_managed(device)
         return device
 
@@ -344,10 +292,13 @@ class TenantState:
     def summary(self) -> dict[str, Any]:
         return {
             "tenant": self.name,
+            "tenantId": self.tenant_id,
+            "clock": self.clock.to_json(),
             "devices": len(self.devices),
             "softDeletedDevices": len(self.soft_deleted),
             "managedDevices": len(self.managed),
             "changeSequence": self.seq,
             "deltaTokenEpoch": self.token_epoch,
+            "deltaTokenEpochReason": self.token_epoch_reason,
             "settings": self.settings.to_json(),
         }

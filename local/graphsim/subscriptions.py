@@ -1,35 +1,25 @@
-"""Graph subscriptions: create/renew validation handshake, change and lifecycle notifications.
+"""The /subscriptions API of one tenant: create (with the validation handshake), list, get,
+renew, delete, reauthorize. Deliveries live in notifications.py.
 
-Notifications are queued per (kind, subscription, url) and sent by background workers so
-the admin call that changed a device never waits on the receiver; `flush()` waits for the
-queues to drain. Every handshake and delivery is recorded with status and latency.
+Time is the tenant's clock (clock.py): expiry limits, and the deletion of subscriptions past
+their expirationDateTime, follow it, so a test can let a subscription lapse without waiting.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import contextlib
-import secrets
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
-from yarl import URL
 
-from .entities import EntityError
-from .odata import GraphResponse, graph_error, iso_7, now_utc, parse_datetime, status_phrase
-from .state import ChangeKind, TenantState
+from .notifications import NotificationHub
+from .odata import GraphResponse, graph_error, iso_7, parse_datetime
+from .state import TenantState
 
 CHANGE_TYPES = ("created", "updated", "deleted")
-LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
-MAX_DELIVERY_LOG = 100_000
-SubscriptionCreated = Callable[["Subscription"], None]
 
 
 @dataclass
@@ -69,8 +59,8 @@ class Subscription:
             "notificationUrlAppId": self.notification_url_app_id,
         }
 
-    def is_live(self) -> bool:
-        return self.expiration > now_utc()
+    def is_live(self, now: datetime) -> bool:
+        return self.expiration > now
 
     def covers(self, object_id: str) -> bool:
         """'devices' covers every device, 'devices/{id}' just one."""
@@ -85,264 +75,31 @@ def _normalise_resource(resource: str) -> str | None:
     return "/".join(["devices", *parts[1:]])
 
 
-def make_validation_token() -> str:
-    """A token shaped like Graph's, plus characters that break naive URL decoding."""
-    nonce = base64.b64encode(secrets.token_bytes(12)).decode()
-    return (
-        "Validation: Testing client application reachability for subscription "
-        f"Request-Id: {uuid.uuid4()} nonce={nonce}&x=%+/?"
-    )
+def _refusal(mode: int | None, resource: str) -> GraphResponse | None:
+    """Graph's answer when it will not notify on `devices` (setting refuseDeviceSubscriptions).
 
-
-def with_query(url: str, name: str, value: str) -> URL:
-    """Append an encoded query parameter without letting the client re-encode it."""
-    separator = "&" if urlsplit(url).query else "?"
-    return URL(f"{url}{separator}{name}={quote_plus(value)}", encoded=True)
-
-
-class NotificationHub:
-    def __init__(
-        self,
-        tenant: TenantState,
-        subscriptions: dict[str, Subscription],
-        session: Callable[[], aiohttp.ClientSession],
-    ) -> None:
-        self.tenant = tenant
-        self.subscriptions = subscriptions
-        self._session = session
-        self._queues: dict[str, asyncio.Queue[tuple[Subscription, dict[str, Any], float]]] = {}
-        self._workers: dict[str, list[asyncio.Task[None]]] = {}
-        self.deliveries: list[dict[str, Any]] = []
-        tenant.listeners.append(self.on_change)
-
-    # --- recording ---------------------------------------------------------------------------
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        self.deliveries.append(entry)
-        if len(self.deliveries) > MAX_DELIVERY_LOG:
-            del self.deliveries[: MAX_DELIVERY_LOG // 10]
-
-    # --- validation handshake ----------------------------------------------------------------
-
-    async def validate(self, url: str, purpose: str) -> GraphResponse | None:
-        """POST ?validationToken=... and require 200 text/plain echoing the token exactly.
-
-        Returns the Graph error to answer with, or None when the endpoint passed.
-        """
-        token = make_validation_token()
-        timeout = self.tenant.settings.validationTimeoutSeconds
-        started = time.perf_counter()
-        entry: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "kind": "validation",
-            "purpose": purpose,
-            "url": url,
-            "status": None,
-            "error": None,
-            "sentAt": iso_7(now_utc()),
-        }
-        error: GraphResponse | None = None
-        try:
-            async with self._session().post(
-                with_query(url, "validationToken", token),
-                data=b"",
-                headers={"Content-Type": "text/plain; charset=utf-8"},
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as response:
-                body = await response.read()
-                entry["status"] = response.status
-                content_type = response.headers.get("Content-Type", "")
-                if response.status != 200:
-                    error = graph_error(
-                        400,
-                        "ValidationError",
-                        "Subscription validation request failed. HTTP status code is "
-                        f"'{status_phrase(response.status)}'. Notification endpoint must "
-                        "respond with 200 OK to validation request.",
-                    )
-                elif not content_type.lower().startswith("text/plain"):
-                    error = graph_error(
-                        400,
-                        "ValidationError",
-                        "Subscription validation request failed. Notification endpoint must "
-                        "respond with content type text/plain to validation request.",
-                    )
-                elif body.decode("utf-8", "replace") != token:
-                    error = graph_error(
-                        400,
-                        "ValidationError",
-                        "Subscription validation request failed. Response must exactly match "
-                        "validationToken query parameter.",
-                    )
-        except TimeoutError:
-            entry["error"] = "timeout"
-            error = graph_error(400, "InvalidRequest", "Subscription validation request timed out.")
-        except aiohttp.ClientError as exc:
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-            error = graph_error(
-                400,
-                "ValidationError",
-                "Subscription validation request failed. Notification endpoint must respond "
-                "with 200 OK to validation request.",
-            )
-        entry["latencyMs"] = round((time.perf_counter() - started) * 1000, 2)
-        entry["ok"] = error is None
-        if error is not None and entry["error"] is None:
-            entry["error"] = error.body["error"]["message"]
-        self._record(entry)
-        return error
-
-    async def validate_subscription(self, sub_urls: list[tuple[str, str]]) -> GraphResponse | None:
-        results = await asyncio.gather(*(self.validate(url, purpose) for purpose, url in sub_urls))
-        return next((result for result in results if result is not None), None)
-
-    # --- change notifications ------------------------------------------------------------------
-
-    def on_change(self, tenant: TenantState, object_id: str, kind: ChangeKind) -> None:
-        # Entra reports creations as "updated"; a "created"-only subscription stays silent.
-        change_type = "updated" if kind == "created" else kind
-        for sub in list(self.subscriptions.values()):
-            if change_type not in sub.change_types or not sub.covers(object_id):
-                continue
-            if not sub.is_live():
-                continue
-            item = {
-                "id": str(uuid.uuid4()),
-                "subscriptionId": sub.id,
-                "subscriptionExpirationDateTime": iso_7(sub.expiration),
-                "clientState": sub.client_state,
-                "changeType": change_type,
-                "resource": f"devices/{object_id}",
-                "tenantId": tenant.name,
-                "resourceData": {
-                    "@odata.type": "#Microsoft.Graph.Device",
-                    "@odata.id": f"devices/{object_id}",
-                    "id": object_id,
-                },
-            }
-            self._enqueue("change", sub, sub.notification_url, item)
-
-    def send_lifecycle(self, sub: Subscription, event: str) -> None:
-        if event not in LIFECYCLE_EVENTS:
-            raise EntityError(f"lifecycleEvent must be one of {list(LIFECYCLE_EVENTS)}")
-        if not sub.lifecycle_notification_url:
-            raise EntityError("subscription has no lifecycleNotificationUrl")
-        item = {
-            "subscriptionId": sub.id,
-            "subscriptionExpirationDateTime": iso_7(sub.expiration),
-            "tenantId": self.tenant.name,
-            "clientState": sub.client_state,
-            "lifecycleEvent": event,
-        }
-        # Lifecycle events are control traffic: sent even when change notifications are off.
-        self._enqueue("lifecycle", sub, sub.lifecycle_notification_url, item, force=True)
-        if event == "subscriptionRemoved":
-            self.subscriptions.pop(sub.id, None)
-
-    def _enqueue(
-        self, kind: str, sub: Subscription, url: str, item: dict[str, Any], force: bool = False
-    ) -> None:
-        if not force and not self.tenant.settings.notificationsEnabled:
-            self._record(
-                {
-                    "id": item.get("id"),
-                    "kind": kind,
-                    "subscriptionId": sub.id,
-                    "url": url,
-                    "items": [item],
-                    "status": None,
-                    "dropped": True,
-                    "sentAt": iso_7(now_utc()),
-                }
-            )
-            return
-        key = f"{kind}|{sub.id}|{url}"
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = asyncio.Queue()
-            self._queues[key] = queue
-            self._workers[key] = [
-                asyncio.create_task(self._worker(kind, url, queue))
-                for _ in range(self.tenant.settings.notificationConcurrency)
-            ]
-        queue.put_nowait((sub, item, time.perf_counter()))
-
-    async def _worker(
-        self,
-        kind: str,
-        url: str,
-        queue: asyncio.Queue[tuple[Subscription, dict[str, Any], float]],
-    ) -> None:
-        while True:
-            first = await queue.get()
-            batch = [first]
-            # Graph packs whatever is already waiting into one POST ("value" array).
-            while len(batch) < self.tenant.settings.notificationMaxBatch and not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                await self._deliver(kind, url, batch)
-            finally:
-                for _ in batch:
-                    queue.task_done()
-
-    async def _deliver(
-        self, kind: str, url: str, batch: list[tuple[Subscription, dict[str, Any], float]]
-    ) -> None:
-        items = [item for _, item, _ in batch]
-        started = time.perf_counter()
-        entry: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "kind": kind,
-            "subscriptionId": batch[0][0].id,
-            "url": url,
-            "items": items,
-            "status": None,
-            "error": None,
-            "dropped": False,
-            "sentAt": iso_7(now_utc()),
-            "queuedMs": round((started - batch[0][2]) * 1000, 2),
-        }
-        try:
-            async with self._session().post(
-                url,
-                json={"value": items},
-                timeout=aiohttp.ClientTimeout(
-                    total=self.tenant.settings.notificationTimeoutSeconds
-                ),
-            ) as response:
-                await response.read()
-                entry["status"] = response.status
-        except TimeoutError:
-            entry["error"] = "timeout"
-        except aiohttp.ClientError as exc:
-            entry["error"] = f"{type(exc).__name__}: {exc}"
-        entry["latencyMs"] = round((time.perf_counter() - started) * 1000, 2)
-        self._record(entry)
-
-    async def flush(self, timeout_seconds: float) -> dict[str, Any]:
-        """Wait until every queued notification has been attempted."""
-        deadline = time.monotonic() + timeout_seconds
-        while True:
-            queues = list(self._queues.values())
-            pending = sum(queue.qsize() for queue in queues)
-            busy = [q for q in queues if q._unfinished_tasks]  # type: ignore[attr-defined]
-            if not busy:
-                return {"flushed": True, "pending": 0, "deliveries": len(self.deliveries)}
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return {"flushed": False, "pending": pending, "deliveries": len(self.deliveries)}
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(queue.join() for queue in busy)), timeout=remaining
-                )
-
-    async def close(self) -> None:
-        tasks = [task for workers in self._workers.values() for task in workers]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._queues.clear()
-        self._workers.clear()
+    `device` is missing from the supported-resources lists
+    (concepts/includes/change-notifications-supported-resources-*.md), so a tenant may refuse
+    it; null accepts, as Graph has been seen to do for unlisted resources
+    (microsoft-graph-docs#8454). The body is the errors.md shape (code, message, innerError)
+    with the ExtensionError wording Graph's subscription service uses: BadRequest for an
+    unsupported resource (docs-contrib#5376), Forbidden as answered for directory resources
+    (msgraph-sdk-dotnet#365).
+    """
+    if mode == 403:
+        return graph_error(
+            403,
+            "ExtensionError",
+            "Operation: Create; Exception: [Status Code: Forbidden; Reason: Forbidden]",
+        )
+    if mode == 400:
+        return graph_error(
+            400,
+            "ExtensionError",
+            "Operation: Create; Exception: [Status Code: BadRequest; Reason: Resource "
+            f"'{resource}' is not supported for change notifications.]",
+        )
+    return None
 
 
 class SubscriptionService:
@@ -361,7 +118,7 @@ class SubscriptionService:
         except ValueError:
             return graph_error(400, "InvalidRequest", f"Invalid expirationDateTime '{text}'.")
         limit = self.tenant.settings.maxSubscriptionMinutes
-        now = now_utc()
+        now = self.tenant.clock.now()
         if expiration <= now:
             return graph_error(
                 400, "InvalidRequest", "Subscription expiration must be in the future."
@@ -390,20 +147,9 @@ class SubscriptionService:
                 f"Resource '{body['resource']}' is not supported by this simulator "
                 "(only 'devices' and 'devices/{id}').",
             )
-        refuse = self.tenant.settings.refuseDeviceSubscriptions
-        if refuse == 403:
-            return graph_error(
-                403,
-                "ExtensionError",
-                "Operation: Create; Exception: [Status Code: Forbidden; Reason: Forbidden]",
-            )
-        if refuse == 400:
-            return graph_error(
-                400,
-                "ExtensionError",
-                "Operation: Create; Exception: [Status Code: BadRequest; Reason: Resource "
-                f"'{resource}' is not supported for change notifications.]",
-            )
+        refused = _refusal(self.tenant.settings.refuseDeviceSubscriptions, resource)
+        if refused is not None:
+            return refused
         change_types = [part.strip() for part in str(body["changeType"]).split(",")]
         bad = [c for c in change_types if c not in CHANGE_TYPES]
         if bad or not change_types:
@@ -411,6 +157,7 @@ class SubscriptionService:
         expiration = self._check_expiry(body["expirationDateTime"])
         if isinstance(expiration, GraphResponse):
             return expiration
+        self.hub.purge()
         quota = self.tenant.settings.maxSubscriptions
         if quota is not None and len(self.items) >= quota:
             return graph_error(
@@ -454,6 +201,7 @@ class SubscriptionService:
         )
 
     def list(self) -> GraphResponse:
+        self.hub.purge()
         return GraphResponse(
             200,
             {
@@ -463,10 +211,12 @@ class SubscriptionService:
         )
 
     def get(self, sub_id: str) -> GraphResponse:
+        self.hub.purge()
         sub = self.items.get(sub_id)
         return GraphResponse(200, self._entity(sub)) if sub else self.not_found(sub_id)
 
     async def update(self, sub_id: str, body: Any) -> GraphResponse:
+        self.hub.purge()
         sub = self.items.get(sub_id)
         if sub is None:
             return self.not_found(sub_id)
@@ -495,11 +245,13 @@ class SubscriptionService:
         return GraphResponse(200, self._entity(sub))
 
     def delete(self, sub_id: str) -> GraphResponse:
+        self.hub.purge()
         if self.items.pop(sub_id, None) is None:
             return self.not_found(sub_id)
         return GraphResponse(204)
 
     async def reauthorize(self, sub_id: str) -> GraphResponse:
+        self.hub.purge()
         sub = self.items.get(sub_id)
         if sub is None:
             return self.not_found(sub_id)

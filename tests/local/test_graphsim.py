@@ -512,7 +512,7 @@ async def test_notifications_after_device_change(
     first = mine[0]
     assert first["clientState"] == "s3cret"
     assert first["resource"] == f"devices/{device['id']}"
-    assert first["tenantId"] == admin.tenant
+    assert first["tenantId"] == admin.tenant_id  # a GUID, as Graph sends
     assert first["resourceData"] == {
         "@odata.type": "#Microsoft.Graph.Device",
         "@odata.id": f"devices/{device['id']}",
