@@ -4,6 +4,7 @@ under redelivery and crashes, within the hourly budget, every decision recorded.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -15,10 +16,13 @@ from local.graphsim.admin import SimAdmin
 from shared.consumers.remediation import GraphDeviceSync, NotSent, Remediator
 from shared.consumers.remediation_log import LogEntry, RemediationLog
 from shared.consumers.remediation_plan import Mode, Outcome, Skip
+from shared.core.changes import DeviceChange
+from shared.core.models import Source
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import as_message, make_alert
 from tests.graph_helpers import add_device
+from tests.servicebus_helpers import body_json, drain_subscription
 
 SYNC_ROUTE = "/deviceManagement/managedDevices/{id}/syncDevice"
 
@@ -258,3 +262,80 @@ def parse(alert: dict[str, Any]) -> Any:
     from shared.core.alert_view import parse_alert
 
     return parse_alert(alert)
+
+
+# --- issue 13 item 2 through the real path: the simulator's managed device, the pipeline's alert
+# on the topic, the remediation trigger. Agents from microsoft-graph-docs-contrib
+# intune-devices-managementagenttype.md ("eas: The device is managed by Exchange server.",
+# "googleCloudDevicePolicyController: The device is managed by Google's CloudDPC.", ...);
+# configurationManagerClientEnabledFeatures from intune-devices-configurationmanagerclient
+# enabledfeatures.md ("compliancePolicy: Whether compliance policy is managed by Intune").
+CO_MANAGED_FEATURES = {
+    "inventory": True,
+    "modernApps": True,
+    "resourceAccess": True,
+    "deviceConfiguration": True,
+    "windowsUpdateForBusiness": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("agent", "compliance_by_intune", "management", "code"),
+    [
+        ("mdm", None, "intune", "syncDevice"),
+        ("googleCloudDevicePolicyController", None, "intune", "syncDevice"),
+        ("eas", None, "exchange", Skip.NOT_INTUNE_MANAGED),
+        ("configurationManagerClientMdm", True, "co_managed", "syncDevice"),
+        ("configurationManagerClientMdm", False, "co_managed", Skip.COMPLIANCE_NOT_WITH_INTUNE),
+    ],
+)
+async def test_the_pipelines_alert_is_remediated_only_where_intune_manages_compliance(
+    runtimes: Callable[..., Runtime],
+    sim: SimAdmin,
+    stack: Any,
+    agent: str,
+    compliance_by_intune: bool | None,
+    management: str,
+    code: str,
+) -> None:
+    rt = runtimes("on")
+    device = add_device(sim)
+    features = (
+        None
+        if compliance_by_intune is None
+        else {**CO_MANAGED_FEATURES, "compliancePolicy": compliance_by_intune}
+    )
+    sim.patch_managed_device(
+        device["managedId"],
+        sync_to_entra=False,
+        managementAgent=agent,
+        configurationManagerClientEnabledFeatures=features,
+    )
+    pipeline = await rt.pipeline()
+
+    def change() -> DeviceChange:
+        message_id = uuid.uuid4().hex
+        return DeviceChange(
+            device_id=device["id"],
+            change_type="updated",
+            source=Source.SYNC,
+            message_id=message_id,
+            correlation_id=message_id,
+            received_at="2026-11-30T12:00:00Z",
+        )
+
+    await pipeline.process(change())
+    sim.patch_managed_device(device["managedId"], complianceState="noncompliant")
+    await pipeline.process(change())
+    (message,) = drain_subscription(
+        stack.service_bus_connection, rt.settings.device_alerts_topic, "audit"
+    )
+    alert = body_json(message)
+    assert alert["data"]["device"]["management"] == management
+
+    entry = await remediation.handle(as_message(alert), rt)
+
+    assert entry.code == code
+    acted = code == "syncDevice"
+    assert entry.outcome is (Outcome.ACTED if acted else Outcome.SKIPPED)
+    assert sync_calls(sim) == ([device["managedId"]] if acted else [])
