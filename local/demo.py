@@ -103,18 +103,6 @@ FLEET: list[dict[str, Any]] = [
         "intune": False,
     },
 ]
-# What Entra Connect creates after a hybrid device's object is deleted in Entra ID: a new object,
-# the same deviceId, "Pending" (trustType ServerAd, no profileType, no alternativeSecurityIds:
-# SupportArticles-docs pending-devices.md, entra-docs how-to-hybrid-join-verify.yml).
-PENDING_HYBRID: dict[str, Any] = {
-    "trustType": "ServerAd",
-    "profileType": None,
-    "alternativeSecurityIds": [],
-    "registrationDateTime": None,
-    "onPremisesSyncEnabled": True,
-    "isManaged": None,
-    "isCompliant": None,
-}
 
 
 def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
@@ -348,9 +336,10 @@ async def scenario(
         async def deleted_and_synced_back() -> None:
             await sim.delete_device(fin["id"])
             back = {"id": str(uuid.uuid4()), "deviceId": fin["deviceId"]}
-            await sim.upsert_device(
+            # Entra Connect's new object: the same deviceId, Pending (the simulator's documented
+            # shape: SupportArticles-docs pending-devices.md, entra-docs how-to-hybrid-join-verify).
+            await sim.upsert_pending_hybrid_device(
                 **back,
-                **PENDING_HYBRID,
                 displayName=fin["displayName"],
                 operatingSystem="Windows",
                 operatingSystemVersion=fin["operatingSystemVersion"],

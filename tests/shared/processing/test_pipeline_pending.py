@@ -65,16 +65,11 @@ def registered_hybrid(sim: SimAdmin, **props: Any) -> dict[str, Any]:
 def synced_back_pending(sim: SimAdmin, old: dict[str, Any]) -> str:
     """What Entra Connect creates after the deletion: a new object, same deviceId, Pending."""
     new_id = str(uuid.uuid4())
-    sim.upsert_device(
+    sim.upsert_pending_hybrid_device(
         notify=False,
         id=new_id,
         deviceId=old["deviceId"],
         displayName=old["displayName"],
-        trustType="ServerAd",
-        profileType=None,
-        alternativeSecurityIds=[],
-        registrationDateTime=None,
-        onPremisesSyncEnabled=True,
         operatingSystem="Windows",
         operatingSystemVersion=old["operatingSystemVersion"],
     )
