@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -12,7 +13,10 @@ from cli.output import Console, clean, pairs, table, when, wrap
 from shared.adapters.store import DeviceStore
 from shared.core import explain
 from shared.core.changes import normalize_graph_id
+from shared.core.models import DeviceSnapshot
+from shared.core.observations import Facts, ObservationError
 from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
+from shared.core.snapshots import SnapshotError, device_from_json
 from shared.views.device_json import device_detail_json
 from shared.views.fleet import display_name, is_guid, record_changes, record_os_label
 
@@ -126,12 +130,11 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
             NOT_FOUND,
         )
     if len(matches) > 1:
-        console.note(f"{len(matches)} devices are named {target!r}; pass an object id:")
-        rows = [
-            [m.record.object_id, clean(display_name(m.record), 40), verdict(m.record)]
-            for m in matches
-        ]
-        console.note(table(["OBJECT ID", "NAME", "NOW"], rows))
+        console.note(
+            f"{len(matches)} devices are named {target!r}; pass an object id. "
+            "What tells them apart (most recent sign-in first):"
+        )
+        console.note(table(TWINS_HEADERS, twins_rows(matches)))
         return AMBIGUOUS
     state = matches[0]
     history = [row async for row in store.history(state.record.object_id, args.limit + 1)]
@@ -143,6 +146,51 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
     for line in render(state, history, truncated, console):
         console.say(line)
     return OK
+
+
+TWINS_HEADERS = ["OBJECT ID", "NAME", "JOIN TYPE", "OS", "LAST SIGN-IN", "REGISTERED", "NOW"]
+
+
+def seen_by_graph(state: StateRow) -> DeviceSnapshot | None:
+    """The device as Graph last described it in full (DeviceState's Snapshot): its sign-in and
+    registration times are kept there, not in the record. None for a row written before
+    snapshots were kept, or one that cannot be read."""
+    if not state.snapshot:
+        return None
+    try:
+        return device_from_json(Facts.from_json(state.snapshot).device)
+    except (ObservationError, SnapshotError):
+        return None
+
+
+def twins_rows(matches: list[StateRow]) -> list[list[object]]:
+    """One row per device sharing a name: re-imaged, re-registered and re-joined machines keep
+    their name, and differ in how they are joined, their OS, when they registered and whether
+    they still sign in."""
+    described = [(m, seen_by_graph(m)) for m in matches]
+
+    def recent_first(item: tuple[StateRow, DeviceSnapshot | None]) -> tuple[bool, float]:
+        signed_in = item[1].approximate_last_sign_in if item[1] else None
+        return signed_in is None, -signed_in.timestamp() if signed_in else 0.0
+
+    return [
+        [
+            m.record.object_id,
+            clean(display_name(m.record), 32),
+            explain.join_type(m.record.join_type),
+            record_os_label(m.record),
+            day(seen.approximate_last_sign_in if seen else None),
+            day(seen.registration_time if seen else None),
+            verdict(m.record),
+        ]
+        for m, seen in sorted(described, key=recent_first)
+    ]
+
+
+def day(moment: datetime | None) -> str:
+    # Entra replaces approximateLastSignInDateTime only once it is more than 14 days (+/-5) old
+    # (entra-docs manage-stale-devices.md): the date is all it can tell.
+    return when(moment)[:10] if moment else "-"
 
 
 def verdict(record: DeviceRecord) -> str:

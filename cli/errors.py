@@ -16,7 +16,7 @@ OK = 0
 FAILED = 1  # the operation ran and failed (sync failed, Graph refused, webhook answered 4xx/5xx)
 USAGE = 2  # bad arguments, or an input file that cannot be read or is not what was expected
 CONFIG = 3  # a setting is missing or invalid, or the identity is not allowed in
-NOT_FOUND = 4  # unknown device (or no DeviceState table at all)
+NOT_FOUND = 4  # unknown device, or a table devicemon reads does not exist
 UNREACHABLE = 5  # Table storage, Service Bus or Graph cannot be reached
 AMBIGUOUS = 6  # a device name matches several devices
 INELIGIBLE = 10  # `evaluate --exit-code`: the device would be ineligible
@@ -26,7 +26,7 @@ EXIT_CODES = {
     FAILED: "the operation failed (e.g. the sync failed, Graph refused, the webhook said no)",
     USAGE: "usage error: bad arguments or an unreadable / invalid input file",
     CONFIG: "configuration missing or invalid (the message names the setting), or access denied",
-    NOT_FOUND: "not found: unknown device, or no DeviceState table",
+    NOT_FOUND: "not found: unknown device, or no DeviceState / DevicemonSync table",
     UNREACHABLE: "storage or service unreachable (Table storage, Service Bus, Graph)",
     AMBIGUOUS: "several devices match the name: use the object id",
     INELIGIBLE: "evaluate --exit-code: the device is ineligible under the policy",

@@ -122,7 +122,8 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
             'Send a saved Graph change-notification POST body ({"value": [...]}) through the '
             "webhook's handler in-process: the same validation, clientState and tenant checks, "
             "and queueing on device-changes. Prints the HTTP answer, what was queued and what "
-            "was dropped and why. Exits 1 when the webhook answers non-2xx or drops everything."
+            "was dropped and why. Exits 1 when the webhook answers non-2xx or drops everything, 2 "
+            "when FILE is not JSON, 5 when Service Bus cannot be reached."
         ),
         epilog="example:\n  devicemon replay saved-notification.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,

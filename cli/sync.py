@@ -99,6 +99,7 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
         sink=sink,
         page_size=settings.sync_page_size,
         on_page=progress,
+        intune_enabled=settings.intune_enabled,
     )
     result = await runner.run(args.reason)
     progress.done()

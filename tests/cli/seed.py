@@ -17,6 +17,11 @@ from tests.graph_helpers import add_device
 
 # After seeding: 7 devices, 4 eligible, 3 ineligible (LAPTOP-0042 lost its compliance).
 ELIGIBLE, INELIGIBLE = 4, 3
+# registrationDateTime and approximateLastSignInDateTime of the two devices named SHARED-PC.
+TWINS = {
+    "SHARED-PC#1": ("2024-02-05T09:12:00Z", "2025-04-20T07:30:00Z"),
+    "SHARED-PC#2": ("2026-10-01T14:03:00Z", "2026-11-24T08:00:00Z"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,15 @@ async def seed_fleet(runtime: Runtime, sim: SimAdmin) -> Fleet:
         "SHARED-PC#2": add_device(sim, name="shared-pc"),
         "CAD-WS-11": add_device(sim, name="CAD-WS-11", trust_type="ServerAd", enabled=False),
     }
+    # Two devices named alike, told apart by when they registered and last signed in: the old
+    # one registered in 2024 and has not been seen since spring 2025.
+    for twin, (registered, signed_in) in TWINS.items():
+        sim.patch_device(
+            made[twin]["id"],
+            notify=False,
+            registrationDateTime=registered,
+            approximateLastSignInDateTime=signed_in,
+        )
     sim.patch_device(
         made["PIXEL-BYOD-19"]["id"],
         notify=False,

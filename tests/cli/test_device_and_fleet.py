@@ -10,7 +10,7 @@ import pytest
 
 from cli import errors
 from tests.cli.conftest import devicemon
-from tests.cli.seed import ELIGIBLE, INELIGIBLE, Fleet
+from tests.cli.seed import ELIGIBLE, INELIGIBLE, TWINS, Fleet
 
 
 async def test_device_by_name_shows_verdict_reasons_in_words_and_timeline(
@@ -66,7 +66,27 @@ async def test_a_name_shared_by_two_devices_lists_both_and_exits_ambiguous(
 
     assert result.code == errors.AMBIGUOUS
     assert result.out == ""
-    assert fleet.ids["SHARED-PC#1"] in result.err and fleet.ids["SHARED-PC#2"] in result.err
+    head, columns, *rows = result.err.splitlines()
+    assert head.startswith("2 devices are named 'Shared-PC'; pass an object id.")
+    assert columns.split() == [
+        "OBJECT",
+        "ID",
+        "NAME",
+        "JOIN",
+        "TYPE",
+        "OS",
+        "LAST",
+        "SIGN-IN",
+        "REGISTERED",
+        "NOW",
+    ]
+    # The one that signed in last comes first: it is most likely the device in use.
+    expected = [
+        [fleet.ids[twin], name, "Entra", "joined", "Windows", "11", "23H2", at[1][:10], at[0][:10]]
+        for twin, name in (("SHARED-PC#2", "shared-pc"), ("SHARED-PC#1", "SHARED-PC"))
+        for at in [TWINS[twin]]
+    ]
+    assert [row.split()[:-1] for row in rows] == expected
 
 
 @pytest.mark.parametrize(
