@@ -133,7 +133,7 @@ async def test_lifecycle_events_sent_to_the_notification_url_become_commands(
     # notificationUrl endpoint that already receives change notifications, or you can register a
     # separate lifecycleNotificationUrl". The payload shape is that page's `missed` example.
     device = str(uuid.uuid4())
-    missed = {
+    missed: dict[str, object] = {
         "subscriptionId": "7c6d8ba3-6b52-4bd9-a7a3-6b4c2e1e4f3a",
         "subscriptionExpirationDateTime": "2026-12-20T00:00:00Z",
         "tenantId": tenant,
