@@ -3,8 +3,9 @@
 A baseline (or a full resync) reads the whole managed-devices list once, page by page, before the
 delta pages, and each delta item then carries its Intune record: one request per 1,000 managed
 devices instead of one per device. Only what the join needs is kept: for each Entra device id the
-newest record (observations.newest_record), as the compact JSON Graph sent. That is about 0.4 KB
-per managed device (some 40 MB for 100,000), while the delta pages themselves stay streamed.
+newest record (observations.newest_record), as the compact JSON Graph sent: about 0.55 KB per
+managed device (43 MB for the 78,000 managed devices of a simulated 100,000-device fleet), while
+the delta pages themselves stay streamed.
 """
 
 from __future__ import annotations

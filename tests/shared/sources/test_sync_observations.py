@@ -21,7 +21,7 @@ from shared.core.models import Transition
 from shared.core.observations import MAX_OBSERVATION_CHARS, Facts
 from shared.runtime import Runtime
 from shared.sources.intune import IntuneIndex
-from shared.sources.sync import page_changes, token_expired
+from shared.sources.sync import DeltaSync, page_changes, token_expired
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 
@@ -304,3 +304,105 @@ async def test_the_later_of_two_pages_wins_through_the_real_queue(
     assert [o.transition for o in outcomes] == [Transition.LOST, Transition.RESTORED]
     row = await (await runtime.store()).get_state(device["id"])
     assert row is not None and row.record.eligible is True
+
+
+# --- what Graph's delta documents, played by the simulator -------------------------------------
+
+
+async def test_a_device_changed_between_pages_comes_again_and_the_later_observation_wins(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
+    flipping = add_device(sim, name="FLIPS")
+    others = [add_device(sim, name=f"OTHER-{i}") for i in range(2)]
+    runner = await runtime.delta_sync()
+    await runner.run("test")
+    await process_queue(runtime, stack)
+
+    sim.patch_managed_device(flipping["managedId"], complianceState="noncompliant")
+    for other in others:
+        sim.patch_device(other["id"], notify=False, displayName=f"{other['id'][:4]}-RENAMED")
+
+    def restore_after_first_page(pages: int, _: int) -> None:
+        if pages == 1:  # FLIPS was on it: it changes again while the round is paged
+            sim.patch_managed_device(flipping["managedId"], complianceState="compliant")
+
+    paging = DeltaSync(
+        graph=runtime.graph_json(),
+        books=await runtime.bookkeeping(),
+        sink=runtime.change_queue().with_timeout(None),
+        page_size=1,
+        on_page=restore_after_first_page,
+    )
+    result = await paging.run("test")
+    delivered = [
+        m
+        for m in drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+        if m.session_id == flipping["id"]
+    ]
+    pipeline = await runtime.pipeline()
+    outcomes = [
+        await pipeline.process(DeviceChange.from_json(json.dumps(body_json(m)))) for m in delivered
+    ]
+
+    assert result.outcome == "completed" and result.pages >= 4
+    assert len({m.message_id for m in delivered}) == len(delivered) == 2
+    assert [o.transition for o in outcomes] == [Transition.LOST, Transition.RESTORED]
+    row = await (await runtime.store()).get_state(flipping["id"])
+    assert row is not None and row.record.eligible is True
+
+
+async def test_items_repeated_across_pages_are_each_delivered_and_change_nothing_twice(
+    runtime: Runtime, sim: SimAdmin, stack
+) -> None:
+    for i in range(5):
+        add_device(sim, name=f"REPEAT-{i}")
+    sim.force_delta_repeats(1)
+    runner = DeltaSync(
+        graph=runtime.graph_json(),
+        books=await runtime.bookkeeping(),
+        sink=runtime.change_queue().with_timeout(None),
+        page_size=2,
+    )
+
+    result = await runner.run("test")
+    delivered = drain_sessions(stack.service_bus_connection, runtime.settings.device_changes_queue)
+    pipeline = await runtime.pipeline()
+    outcomes = [
+        await pipeline.process(DeviceChange.from_json(json.dumps(body_json(m)))) for m in delivered
+    ]
+
+    assert result.changes == len(delivered) > 5
+    assert len({m.message_id for m in delivered}) == len(delivered)
+    firsts = [o for o in outcomes if o.transition is Transition.FIRST_SEEN]
+    assert len(firsts) == 5 and len({o.device_id for o in firsts}) == 5
+    assert {o.transition for o in outcomes} == {Transition.FIRST_SEEN, Transition.UNCHANGED}
+
+
+@pytest.mark.parametrize("how", ["reset", "seven_days"])
+async def test_a_dead_delta_link_restarts_a_baseline_with_the_intune_list(
+    runtime: Runtime, sim: SimAdmin, stack, how: str
+) -> None:
+    for i in range(4):
+        add_device(sim, name=f"RESYNC-{i}")
+    runner = await runtime.delta_sync()
+    await runner.run("test")
+    await process_queue(runtime, stack)
+    if how == "reset":
+        # 410 Gone + Location, syncStateNotFound with resyncRequired nested in innerError.
+        sim.reset_delta_sync()
+    else:
+        sim.advance_clock(days=8)  # "For directory objects, the limit is seven days"
+    sim.reset_requests()
+
+    result = await runner.run("test")
+    outcomes = await process_queue(runtime, stack)
+
+    assert (result.outcome, result.full_resync, result.changes) == ("completed", True, 4)
+    routes = sim.requests()["routes"]
+    assert routes["GET /deviceManagement/managedDevices"] == 1
+    assert routes["GET /devices/delta"] == 1 + result.pages  # the dead link, then the new round
+    assert "GET /devices/{id}" not in routes
+    assert {o.transition for o in outcomes} == {Transition.UNCHANGED}
+    assert alerts(runtime, stack) == []
+    again = await runner.run("test")
+    assert (again.outcome, again.full_resync, again.phase) == ("completed", False, "incremental")
