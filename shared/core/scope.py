@@ -7,7 +7,7 @@ Android, macOS, and Linux Ubuntu devices". devicemon cannot read the policy's pl
 or device filter, so it assumes the policy targets the platforms its controls support: a hybrid
 only (or compliant AND hybrid) policy targets Windows, a policy that accepts compliance targets
 the compliant control's platforms. A device outside that scope, or one whose profileType says it
-is no user's device (a printer, a secure VM: entra-docs `concept-condition-filters-for-devices.md`
+is no user's device (a printer, a secure VM, an IoT device: entra-docs `concept-condition-filters-for-devices.md`
 lists RegisteredDevice as the default and SecureVM, Printer, Shared, IoT besides), is not judged.
 """
 
@@ -52,8 +52,11 @@ HYBRID_PLATFORMS = frozenset({Platform.WINDOWS})
 COMPLIANT_PLATFORMS = frozenset(
     {Platform.WINDOWS, Platform.IOS, Platform.MACOS, Platform.ANDROID, Platform.LINUX}
 )
-# Profile types that name no user's device (devices.md: "RegisteredDevice (default)").
-UNTARGETED_PROFILES = frozenset({"securevm", "printer", "shared", "iot"})
+# Profile types that name no user's device (devices.md: "RegisteredDevice (default)"). Shared is
+# not one of them: a shared device (frontline shared device mode, shared PCs) is where many users
+# sign in, and Conditional Access judges those sign-ins like any other; hiding it would hide the
+# device whose loss locks out a whole shift.
+UNTARGETED_PROFILES = frozenset({"securevm", "printer", "iot"})
 
 
 def platform_of(device: DeviceSnapshot) -> Platform:

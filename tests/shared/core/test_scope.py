@@ -55,12 +55,21 @@ def test_platform_of_operating_system(name: str | None, platform: Platform) -> N
     assert platform_of(device_from_json({**WINDOWS, "operatingSystem": name})) is platform
 
 
-@pytest.mark.parametrize("profile", ["SecureVM", "Printer", "Shared", "IoT", "printer"])
+@pytest.mark.parametrize("profile", ["SecureVM", "Printer", "IoT", "printer"])
 @pytest.mark.parametrize("policy", list(Policy))
 def test_devices_that_are_no_users_own_are_not_judged(profile: str, policy: Policy) -> None:
     result = verdict(policy, profileType=profile, isCompliant=False, accountEnabled=False)
     assert (result.eligible, result.reasons) == (True, ())
     assert Warning_.NOT_TARGETED in result.warnings
+
+
+@pytest.mark.parametrize("policy", list(Policy))
+def test_a_shared_device_is_judged_like_any_other(policy: Policy) -> None:
+    # Users sign in on shared devices (Shared: "used for shared devices"), so the controls apply.
+    result = verdict(policy, profileType="Shared", isCompliant=False, accountEnabled=False)
+    assert not result.eligible
+    assert Reason.DEVICE_DISABLED in result.reasons
+    assert Warning_.NOT_TARGETED not in result.warnings
 
 
 @pytest.mark.parametrize(
