@@ -240,9 +240,24 @@ def once(step: str) -> Callable[[str, Any], bool]:
     return fail
 
 
-@pytest.mark.parametrize(
-    "step", ["before_history", "after_history", "after_commit", "before_publish", "after_clear"]
-)
+CRASH_STEPS = ["before_history", "after_history", "after_commit", "before_publish", "after_clear"]
+
+
+async def crashing_once(runtime: Runtime, step: str) -> Pipeline:
+    """The runtime's pipeline, with its store and publisher failing once at `step`."""
+    healthy = await runtime.pipeline()
+    fail = once(step)
+    return Pipeline(
+        graph=runtime.graph(),
+        store=FlakyStore(await runtime.store(), fail),
+        publisher=FlakyPublisher(runtime.publisher(), fail),
+        outbox=await runtime.pending_alerts(),
+        options=healthy._options,
+        event_source="urn:devicemon",
+    )
+
+
+@pytest.mark.parametrize("step", CRASH_STEPS)
 async def test_a_crash_at_any_step_neither_loses_nor_duplicates_the_alert(
     runtime: Runtime, sim: SimAdmin, stack, step: str
 ) -> None:
@@ -251,15 +266,7 @@ async def test_a_crash_at_any_step_neither_loses_nor_duplicates_the_alert(
     await healthy.process(change(device["id"]))
     sim.patch_device(device["id"], notify=False, isCompliant=False)
 
-    fail = once(step)
-    flaky = Pipeline(
-        graph=runtime.graph(),
-        store=FlakyStore(await runtime.store(), fail),
-        publisher=FlakyPublisher(runtime.publisher(), fail),
-        outbox=await runtime.pending_alerts(),
-        options=healthy._options,
-        event_source="urn:devicemon",
-    )
+    flaky = await crashing_once(runtime, step)
     message = change(device["id"])
     with pytest.raises(Crash):
         await flaky.process(message)

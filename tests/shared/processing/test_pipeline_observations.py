@@ -16,10 +16,9 @@ from shared.core.changes import DeviceChange, retry_of
 from shared.core.evaluation import INTUNE_MDM_APP_ID
 from shared.core.models import Source, Transition
 from shared.core.observations import Facts
-from shared.processing.pipeline import Pipeline
 from shared.runtime import Runtime
 from tests.graph_helpers import add_device
-from tests.shared.processing.test_pipeline import Crash, FlakyPublisher, FlakyStore, alerts, once
+from tests.shared.processing.test_pipeline import CRASH_STEPS, Crash, alerts, crashing_once
 
 PARTNER_APP_ID = "9c0e6ed4-0cc9-4e49-a4e5-6e4e0e3bd0c3"  # an MDM app that is not Intune
 
@@ -273,25 +272,14 @@ async def test_a_removal_in_the_delta_needs_no_read(runtime: Runtime, sim: SimAd
 # --- exactly once, with observations too (docs/reliability.md) --------------------------------
 
 
-@pytest.mark.parametrize(
-    "step", ["before_history", "after_history", "after_commit", "before_publish", "after_clear"]
-)
+@pytest.mark.parametrize("step", CRASH_STEPS)
 async def test_a_crash_at_any_step_of_a_merged_observation_neither_loses_nor_duplicates(
     runtime: Runtime, sim: SimAdmin, stack, step: str
 ) -> None:
     device = add_device(sim)
-    healthy = await runtime.pipeline()
     t0 = datetime.now(UTC)
-    await healthy.process(observed(graph_device(sim, device["id"]), t0, ()))
-    fail = once(step)
-    flaky = Pipeline(
-        graph=runtime.graph(),
-        store=FlakyStore(await runtime.store(), fail),
-        publisher=FlakyPublisher(runtime.publisher(), fail),
-        outbox=await runtime.pending_alerts(),
-        options=healthy._options,
-        event_source="urn:devicemon",
-    )
+    await (await runtime.pipeline()).process(observed(graph_device(sim, device["id"]), t0, ()))
+    flaky = await crashing_once(runtime, step)
     message = observed({"id": device["id"], "isCompliant": False}, t0 + timedelta(seconds=1))
 
     with pytest.raises(Crash):
