@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.core.observations import graph_item, newest_record
+from shared.core.snapshots import SnapshotError, parse_time
 
 
 class IntuneIndex:
@@ -42,12 +43,22 @@ class IntuneIndex:
             item = dict(newest_record([json.loads(held), item]) or item)
         self._by_device[key] = json.dumps(item, separators=(",", ":"))
 
-    def records_for(self, device_id: Any) -> tuple[Mapping[str, Any], ...]:
-        """The device's Intune record as a one-item tuple, or () when Intune holds none."""
-        if not isinstance(device_id, str):
-            return ()
+    def records_for(self, device: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...] | None:
+        """The device's (Graph's device JSON) Intune record as a one-item tuple, () when Intune
+        held none when the list was read, None when the index cannot say: the item has no
+        device id to join on (a partial item), or the device was registered after the list was
+        read (its record may be newer than the list)."""
+        device_id = device.get("deviceId")
+        if not isinstance(device_id, str) or not device_id.strip():
+            return None
         held = self._by_device.get(device_id.strip().lower())
-        return (json.loads(held),) if held is not None else ()
+        if held is not None:
+            return (json.loads(held),)
+        try:
+            registered = parse_time(device.get("registrationDateTime"))
+        except SnapshotError:
+            registered = None
+        return None if registered is not None and registered >= self.read_at else ()
 
     @classmethod
     async def read(cls, pages: AsyncIterable[list[dict[str, Any]]], at: datetime) -> IntuneIndex:

@@ -147,10 +147,9 @@ def page_changes(
             f"sync|{run_id}|{page_number}|{object_id}".encode()
         ).hexdigest()[:32]
         facts = Facts(observed_at, item)
-        if intune is not None and not removed:
-            facts = Facts(
-                observed_at, item, intune.records_for(item.get("deviceId")), intune.read_at
-            )
+        records = intune.records_for(item) if intune is not None and not removed else None
+        if intune is not None and records is not None:
+            facts = Facts(observed_at, item, records, intune.read_at)
         changes.append(
             DeviceChange(
                 device_id=object_id,

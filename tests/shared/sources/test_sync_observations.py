@@ -83,6 +83,14 @@ def test_a_baseline_page_carries_the_intune_record_found_by_device_id() -> None:
             {"id": DEVICE, "deviceId": device_id},
             {"id": "aaaaaaaa-1d7a-4c1e-9a51-0a7e6b2f9c11", "deviceId": "no-such"},
             {"id": "bbbbbbbb-1d7a-4c1e-9a51-0a7e6b2f9c11", "@removed": {"reason": "deleted"}},
+            # Changed while the baseline was paged: only what changed, no device id to join on.
+            {"id": "cccccccc-1d7a-4c1e-9a51-0a7e6b2f9c11", "displayName": "RENAMED"},
+            # Registered after the list was read: its Intune record may be newer than the list.
+            {
+                "id": "dddddddd-1d7a-4c1e-9a51-0a7e6b2f9c11",
+                "deviceId": "d0d0d0d0-0000-0000-0000-000000000000",
+                "registrationDateTime": "2026-11-30T12:00:00Z",
+            },
         ]
     }
 
@@ -96,6 +104,10 @@ def test_a_baseline_page_carries_the_intune_record_found_by_device_id() -> None:
     assert without is not None and without.managed == ()  # looked, none: no read needed
     removed = changes["bbbbbbbb-1d7a-4c1e-9a51-0a7e6b2f9c11"]
     assert removed is not None and removed.managed is None
+    partial = changes["cccccccc-1d7a-4c1e-9a51-0a7e6b2f9c11"]
+    assert partial is not None and partial.managed is None  # not "no record": not looked at
+    newer = changes["dddddddd-1d7a-4c1e-9a51-0a7e6b2f9c11"]
+    assert newer is not None and newer.managed is None
     assert (len(index), index.records) == (1, 2)
 
 
