@@ -67,6 +67,57 @@ def abandoned_run(sync: SyncState, now: datetime) -> str | None:
     )
 
 
+NOTIFIED = "notifications+delta"
+DELTA_ONLY = "delta-only"
+
+
+def detection_mode(subscription: SubscriptionRecord, now: datetime) -> dict[str, Any]:
+    """How the tenant's changes reach devicemon, in words an operator can act on.
+
+    Graph does not list /devices among the resources that support change notifications, so a
+    tenant may refuse the subscription; then the delta sync is the only source and detection
+    takes up to one sync interval instead of seconds. Either way every change is seen."""
+    tried = _iso(subscription.last_checked_at)
+    error = subscription.last_error or None
+    live = subscription.status == "active" and (
+        subscription.expires_at is not None and subscription.expires_at > now
+    )
+    if live:
+        explanation = (
+            f"Graph notifies devicemon of device changes (subscription {subscription.subscription_id}"
+            f" until {_iso(subscription.expires_at)}): a change is caught within seconds; the delta "
+            "sync catches, every round, whatever a notification missed"
+        )
+    elif subscription.status == "refused":
+        explanation = (
+            f"Graph refused the /devices subscription ({error}), last tried {tried}: changes are "
+            "caught by the delta sync alone, within one sync interval; the subscription upkeep "
+            "tries again on its schedule"
+        )
+    elif subscription.status == "active":
+        explanation = (
+            f"the subscription expired {_iso(subscription.expires_at)} without renewal, last "
+            f"checked {tried}: changes are caught by the delta sync alone, within one sync interval"
+        )
+    elif subscription.status == "error":
+        explanation = (
+            f"the subscription could not be kept ({error}), last tried {tried}: changes are "
+            "caught by the delta sync alone, within one sync interval"
+        )
+    else:
+        explanation = (
+            "no subscription has been set up yet: changes are caught by the delta sync alone, "
+            "within one sync interval"
+        )
+    return {
+        "mode": NOTIFIED if live else DELTA_ONLY,
+        "explanation": explanation,
+        "subscriptionError": error,
+        "lastTriedAt": tried,
+        "lastErrorAt": _iso(subscription.last_error_at),
+    }
+
+
 def assess(
     sync: SyncState,
     subscription: SubscriptionRecord,
@@ -86,11 +137,8 @@ def assess(
     delivery = delivery or Delivery()
     lag = (now - sync.last_success_at) if sync.last_success_at else None
     sync_fresh = lag is not None and lag <= stale_after
-    subscription_live = (
-        subscription.status == "active"
-        and subscription.expires_at is not None
-        and subscription.expires_at > now
-    )
+    detection = detection_mode(subscription, now)
+    subscription_live = detection["mode"] == NOTIFIED
     problems = []
     if not sync_fresh:
         problems.append(
@@ -117,6 +165,7 @@ def assess(
         "status": status,
         "checkedAt": _iso(now),
         "problems": problems,
+        "detection": detection,
         "sync": {
             "lastSuccessAt": _iso(sync.last_success_at),
             "lagSeconds": round(lag.total_seconds()) if lag is not None else None,

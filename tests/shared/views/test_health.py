@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -57,3 +58,61 @@ def test_report_carries_lag_expiry_errors_and_counts() -> None:
     assert report["subscription"]["lastError"].endswith("resource not supported")
     assert report["devices"] == {"total": 120, "ineligible": 9}
     assert "resource not supported" in report["problems"][0]
+
+
+TRIED = NOW - timedelta(minutes=3)
+# Graph's error text as error_text() records it from the errors.md body of a refused /devices
+# subscription (code ExtensionError, as answered for an unsupported resource).
+REFUSAL = (
+    "HTTP 400 ExtensionError: Operation: Create; Exception: [Status Code: BadRequest; "
+    "Reason: Resource 'devices' is not supported for change notifications.]"
+)
+
+
+@pytest.mark.parametrize(
+    ("subscription", "mode", "phrases"),
+    [
+        (replace(LIVE, last_checked_at=TRIED), "notifications+delta", ["sub-1", "seconds"]),
+        (
+            SubscriptionRecord(
+                status="refused", last_error=REFUSAL, last_checked_at=TRIED, last_error_at=TRIED
+            ),
+            "delta-only",
+            ["refused", "not supported for change notifications", "2026-11-29T11:57:00Z"],
+        ),
+        (
+            SubscriptionRecord(
+                status="error",
+                last_error="HTTP 503 serviceNotAvailable: busy",
+                last_checked_at=TRIED,
+            ),
+            "delta-only",
+            ["could not be kept", "serviceNotAvailable", "2026-11-29T11:57:00Z"],
+        ),
+        (
+            SubscriptionRecord(
+                "sub-1", "active", expires_at=NOW - timedelta(minutes=1), last_checked_at=TRIED
+            ),
+            "delta-only",
+            ["expired 2026-11-29T11:59:00Z"],
+        ),
+        (SubscriptionRecord(), "delta-only", ["no subscription has been set up"]),
+    ],
+)
+def test_detection_mode_explains_how_changes_arrive(
+    subscription: SubscriptionRecord, mode: str, phrases: list[str]
+) -> None:
+    sync = SyncState(last_success_at=NOW - timedelta(seconds=40))
+    report = assess(
+        sync, subscription, now=NOW, stale_after=timedelta(minutes=30), devices=1, ineligible=0
+    )
+    detection = report["detection"]
+    assert detection["mode"] == mode
+    assert report["status"] == ("healthy" if mode == "notifications+delta" else "degraded")
+    for phrase in phrases:
+        assert phrase in detection["explanation"]
+    assert detection["subscriptionError"] == (subscription.last_error or None)
+    assert detection["lastTriedAt"] == (
+        "2026-11-29T11:57:00Z" if subscription.last_checked_at else None
+    )
+    assert ("delta sync alone" in detection["explanation"]) is (mode == "delta-only")
