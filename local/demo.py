@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from local import demo_modes
 from local import stack as local_stack
 from local.graphsim.admin import AsyncSimAdmin
 from local.ports import free_port
@@ -116,7 +117,7 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "GRAPH_BASE_URL": stack.graph_url(TENANT),
         "GRAPH_CREDENTIAL": "simulator",
         "CA_POLICY": "compliant_or_hybrid",
-        "SYNC_SCHEDULE": "0 */5 * * * *",
+        "SYNC_SCHEDULE": "0 */1 * * * *",
         "SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
         "SWEEP_SCHEDULE": "15 */1 * * * *",
     }
@@ -372,6 +373,7 @@ async def scenario(
             sim.patch_device(surface["id"], accountEnabled=True),
             1,
         )
+        await demo_modes.both_modes(sim, api_url, watcher, devices)
 
         async with httpx.AsyncClient() as http:
             health = (await http.get(f"{api_url}/health")).json()
