@@ -14,6 +14,7 @@ from aiohttp import web
 from . import admin_devices as devices
 from .admin_http import Status, json_response
 from .admin_http import body as _body
+from .ca_policies import get_policies, put_policies
 from .compliance_states import get_states, put_states
 from .entities import EntityError
 from .faults import FaultRule
@@ -267,6 +268,9 @@ def add_admin_routes(app: web.Application) -> None:
         ("DELETE", f"{t}/managedDevices/{{id}}", devices.delete_managed),
         ("PUT", f"{t}/managedDevices/{{id}}/compliancePolicyStates", put_states),
         ("GET", f"{t}/managedDevices/{{id}}/compliancePolicyStates", get_states),
+        # Conditional Access
+        ("PUT", f"{t}/conditionalAccess/policies", put_policies),
+        ("GET", f"{t}/conditionalAccess/policies", get_policies),
         # faults
         ("GET", f"{t}/faults", get_faults),
         ("DELETE", f"{t}/faults", clear_faults),
