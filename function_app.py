@@ -60,6 +60,13 @@ async def sweep_pending_alerts(timer: func.TimerRequest) -> None:
     await upkeep.sweep_timer(timer)
 
 
+@app.timer_trigger(schedule="%POLICY_SCHEDULE%", arg_name="timer")
+async def refresh_ca_policies(timer: func.TimerRequest) -> None:
+    from handlers import policies
+
+    await policies.policy_timer(timer)
+
+
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     from handlers import health

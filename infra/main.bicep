@@ -173,6 +173,7 @@ var tableNames = [
   '${tablePrefix}TeamsNoise'
   '${tablePrefix}PendingAlerts'
   '${tablePrefix}ProcessingFailures'
+  '${tablePrefix}CaPolicies'
 ]
 
 // Least privilege in Graph too: Intune and remediation permissions only when those features are on.
@@ -181,7 +182,7 @@ var tableNames = [
 // (docs/deploy.md, step 3).
 var intuneAppRoles = intuneEnabled ? ['DeviceManagementManagedDevices.Read.All'] : []
 var remediationAppRoles = (remediationMode == 'on') ? ['DeviceManagementManagedDevices.PrivilegedOperations.All'] : []
-var graphAppRoles = concat(['Device.Read.All'], intuneAppRoles, remediationAppRoles)
+var graphAppRoles = concat(['Device.Read.All', 'Policy.Read.All'], intuneAppRoles, remediationAppRoles)
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: '${abbrs.resourceGroup}${environmentName}'
@@ -299,6 +300,7 @@ module functionApp 'modules/functionapp.bicep' = {
       SYNC_SCHEDULE: syncSchedule
       SUBSCRIPTION_SCHEDULE: subscriptionSchedule
       SWEEP_SCHEDULE: sweepSchedule
+      POLICY_SCHEDULE: '0 5 * * * *'
       PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
       HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes
       HEALTH_MAX_FAILURES: healthMaxFailures

@@ -36,6 +36,7 @@ DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 # The Graph permissions devicemon may hold; `grant-graph --prune` only ever removes these.
 DEVICEMON_APP_ROLES = (
     "Device.Read.All",
+    "Policy.Read.All",
     "DeviceManagementManagedDevices.Read.All",
     "DeviceManagementManagedDevices.PrivilegedOperations.All",
 )

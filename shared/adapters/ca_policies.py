@@ -38,7 +38,6 @@ PATH = "/identity/conditionalAccess/policies"
 PREFER_UNKNOWN_MEMBERS = {"Prefer": "include-unknown-enum-members"}
 DEFAULT_TIMEOUT = 60.0  # seconds for the whole read, retries included
 MAX_PAGES = 20  # tenants have tens of policies, at most a few hundred: a page or two
-TABLE = "CaPolicies"
 # A string property holds at most 64 KiB (32K UTF-16 characters); a policy listing thousands of
 # users or groups is longer, so its JSON is cut across columns Json0, Json1, ...
 CHUNK = 30_000
@@ -64,7 +63,7 @@ class PolicyRead:
 
 
 def table_name(settings: Settings) -> str:
-    return f"{settings.table_prefix}{TABLE}"
+    return f"{settings.table_prefix}CaPolicies"
 
 
 # --- reading from Graph --------------------------------------------------------------------

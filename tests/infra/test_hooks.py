@@ -15,6 +15,7 @@ from tests.infra import bicep
 GRAPH_SP = "graph-sp-object-id"
 ROLE_IDS = {
     "Device.Read.All": "role-device-read",
+    "Policy.Read.All": "role-policy-read",
     "DeviceManagementManagedDevices.Read.All": "role-intune-read",
     "DeviceManagementManagedDevices.PrivilegedOperations.All": "role-intune-privileged",
     "User.Read.All": "role-user-read",
@@ -278,16 +279,17 @@ def test_grant_graph_refuses_permissions_it_does_not_know() -> None:
 # --- grant-graph for each REMEDIATION_MODE, as main.bicep computes GRAPH_APP_ROLES ------------
 
 READ = "Device.Read.All"
+POLICIES = "Policy.Read.All"
 INTUNE = "DeviceManagementManagedDevices.Read.All"
 PRIVILEGED = "DeviceManagementManagedDevices.PrivilegedOperations.All"
 # What the identity must end up with: privileged operations only when remediation really acts.
 EXPECTED_PERMISSIONS = [
-    ("off", True, {READ, INTUNE}),
-    ("dry-run", True, {READ, INTUNE}),
-    ("on", True, {READ, INTUNE, PRIVILEGED}),
-    ("off", False, {READ}),
-    ("dry-run", False, {READ}),
-    ("on", False, {READ, PRIVILEGED}),
+    ("off", True, {READ, INTUNE, POLICIES}),
+    ("dry-run", True, {READ, INTUNE, POLICIES}),
+    ("on", True, {READ, INTUNE, PRIVILEGED, POLICIES}),
+    ("off", False, {READ, POLICIES}),
+    ("dry-run", False, {READ, POLICIES}),
+    ("on", False, {READ, PRIVILEGED, POLICIES}),
 ]
 
 
@@ -333,7 +335,7 @@ def test_turning_remediation_off_prunes_the_privileged_permission() -> None:
     for mode in ("dry-run", "off"):
         ctx, _ = make(deployed_env(GRAPH_APP_ROLES=app_roles_output(mode, True)), azure)
         assert hooks.grant_graph(ctx, prune=True) == 0
-        assert granted(azure) == {READ, INTUNE}
+        assert granted(azure) == {READ, POLICIES, INTUNE}
 
 
 # --- postprovision -----------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def code_tables() -> set[str]:
     """Table names the code builds from TABLE_PREFIX (settings properties and f-strings)."""
     names: set[str] = set()
     for folder in ("shared", "handlers"):
-        for path in (bicep.ROOT / folder).glob("*.py"):
+        for path in (bicep.ROOT / folder).rglob("*.py"):
             names.update(re.findall(r'table_prefix\}(\w+)"', path.read_text(encoding="utf-8")))
     return names
 
@@ -265,7 +265,7 @@ def test_graph_permissions_follow_the_features() -> None:
     main = bicep.template("main.bicep")
     variables = main["variables"]
     assert bicep.render(variables["graphAppRoles"]["value"]) == (
-        "concat([Device.Read.All], intuneAppRoles, remediationAppRoles)"
+        "concat([Device.Read.All, Policy.Read.All], intuneAppRoles, remediationAppRoles)"
     )
     assert bicep.render(variables["intuneAppRoles"]["value"]) == (
         "(intuneEnabled ? [DeviceManagementManagedDevices.Read.All] : [])"
