@@ -7,11 +7,13 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import alerts, processor, sync, webhook
+from bench import alerts, detection, processor, sync, webhook
 from bench.common import machine
 from local import stack as local_stack
 
@@ -40,9 +42,67 @@ def print_alerts(result: dict[str, Any]) -> None:
         )
 
 
+def baseline_child(devices: int) -> dict[str, Any]:
+    """bench/baseline.py in a process of its own (with its own stack, in child processes), so
+    the peak RSS it reports is that of the sync and the pipeline alone."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.baseline", "--devices", str(devices)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def print_baseline(r: dict[str, Any]) -> None:
+    b = r["baseline"]
+    print(
+        f"baseline of {r['devices']} devices, every device evaluated and stored:"
+        f" {b['requests']} Graph requests ({b['per_device']:.4f} per device), {b['seconds']:.1f} s,"
+        f" peak RSS {r['peak_rss_mb']:.0f} MB ({b['routes']})"
+    )
+    idle = r["idle"]
+    print(
+        f"  idle round {idle['requests'] / idle['rounds']:.0f} request(s);"
+        f" change by delta {r['change_by_delta']['requests']};"
+        f" notified change {r['notified_change']['requests']},"
+        f" next round {r['round_after_notification']['requests']}"
+    )
+
+
+def print_detection(result: dict[str, Any]) -> None:
+    n, d = result["notification"], result["delta"]
+    print(f"detection latency, change to alert, {n['changes']} changes each:")
+    for label, s in (
+        ("by notification", n["latency_s"]),
+        (f"by delta alone, sync every {d['tick_s']} s", d["latency_s"]),
+        ("  of which tick to alert", d["tick_to_alert_s"]),
+        ("by delta alone at the default minute (derived)", d["at_default_cadence_s"]),
+    ):
+        print(
+            f"  {label:<48} p50 {s['p50']:6.2f} s  p95 {s['p95']:6.2f} s"
+            f"  max {s['max']:6.2f} s (n={s['n']})"
+        )
+    print(f"  Graph requests per notified change: {n['graph_requests_per_change']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--only", choices=["webhook", "processor", "sync", "alerts"], default=None)
+    parser.add_argument(
+        "--only",
+        choices=["webhook", "processor", "sync", "alerts", "baseline", "detection"],
+        default=None,
+    )
+    parser.add_argument(
+        "--baseline-devices",
+        type=int,
+        default=2000,
+        help="baseline through the whole pipeline, in a process (and stack) of its own",
+    )
+    parser.add_argument("--detection-changes", type=int, default=200)
+    parser.add_argument("--detection-spread", type=float, default=60.0)
+    parser.add_argument("--detection-tick", type=int, default=10, help="shortened sync cadence (s)")
     parser.add_argument("--sync-devices", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--naive-devices", type=int, default=200)
@@ -55,6 +115,13 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
     }
+    if args.only in (None, "baseline"):
+        cost = baseline_child(args.baseline_devices)
+        report["baseline"] = cost
+        print_baseline(cost)
+    if args.only == "baseline":
+        write(report)
+        return
     with local_stack.start() as stack:
         if args.only in (None, "webhook"):
             report["webhook_ms"] = webhook.run(stack)
@@ -90,10 +157,30 @@ def main() -> None:
                 print(
                     f"  {label:<12} {r['outcome']}: {r['seconds']:6.2f}s, peak RSS {r['peak_rss_mb']:.0f} MB, {r['pages']} pages, {r['graph_requests']} Graph requests, {r['messages']} messages"
                 )
+            print(
+                f"  baseline: {result['baseline']['requests_per_device']:.4f} Graph requests per device"
+                f" ({result['baseline']['routes']})"
+            )
+            idle = result["idle"]
+            print(
+                f"  idle tenant: {idle['idle_rounds']['requests']} requests in"
+                f" {idle['idle_rounds']['rounds']} rounds, upkeep {idle['upkeep']['requests']} in"
+                f" {idle['upkeep']['hours']:.0f} h: {idle['requests_per_hour']} Graph requests per hour"
+            )
         if args.only in (None, "alerts"):
             result = alerts.run(stack, args.alert_devices, args.pool_devices)
             report["alerts"] = result
             print_alerts(result)
+        if args.only in (None, "detection"):
+            result = detection.run(
+                stack, args.detection_changes, args.detection_spread, args.detection_tick
+            )
+            report["detection"] = result
+            print_detection(result)
+    write(report)
+
+
+def write(report: dict[str, object]) -> None:
     out = Path(os.environ.get("DEVICEMON_ARTIFACTS", ".artifacts")) / "bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
