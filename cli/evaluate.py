@@ -165,6 +165,15 @@ def render(
 
 
 async def run(console: Console, env: dict[str, str], args: argparse.Namespace) -> int:
+    if args.policies:
+        # Judged against the tenant's exported policies, not one CA_POLICY (cli/policies.py).
+        from cli.policies import evaluate_against_policies
+
+        if args.managed or args.policy or args.now:
+            raise CliError(
+                "--policies judges the device JSON alone: drop --managed, --policy and --now", USAGE
+            )
+        return evaluate_against_policies(console, args)
     settings = load_settings(env)
     device, managed = load_inputs(args.file, args.managed)
     if args.now:
@@ -206,7 +215,8 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         epilog=(
             "examples:\n  devicemon evaluate laptop.json\n"
             "  devicemon evaluate laptop.json --managed intune.json --policy compliant\n"
-            "  devicemon evaluate laptop.json --exit-code || echo blocked"
+            "  devicemon evaluate laptop.json --exit-code || echo blocked\n"
+            "  devicemon evaluate laptop.json --policies policies.json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -218,10 +228,17 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="CA policy to evaluate under (default: CA_POLICY, else compliant_or_hybrid)",
     )
     parser.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
+    parser.add_argument(
+        "--policies",
+        metavar="FILE",
+        help="judge against exported Conditional Access policies (GET /identity/conditionalAccess/"
+        'policies, {"value": [...]}, or a list) instead of one CA_POLICY',
+    )
     parser.add_argument("--json", action="store_true", help="the verdict as JSON")
     parser.add_argument(
         "--exit-code",
         action="store_true",
-        help=f"exit {INELIGIBLE} when the device is ineligible (default: 0 either way)",
+        help=f"exit {INELIGIBLE} when the device is ineligible, or with --policies when an "
+        "enforced policy blocks it (default: 0 either way)",
     )
     parser.set_defaults(offline=run, needs=())

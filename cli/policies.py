@@ -1,0 +1,299 @@
+"""`devicemon policies`: what devicemon understood of each Conditional Access policy, and what it
+did not; from the CaPolicies table (the last read), from Graph (`--refresh`), or offline from an
+export (`--file`). And the policy side of `devicemon evaluate DEVICE.json --policies FILE`: a
+device judged against exported policies without Azure access (docs/ca-policies.md)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cli.context import Context
+from cli.errors import FAILED, INELIGIBLE, NOT_FOUND, OK, USAGE, CliError
+from cli.evaluate import read_json, single
+from cli.output import Console, clean, plural, when, wrap
+from shared.adapters.ca_policies import (
+    CaPolicyStore,
+    ReadStatus,
+    StoredPolicies,
+    refresh,
+    table_name,
+)
+from shared.core.ca_policies import CompiledPolicy, Requirement, compile_policies, describe
+from shared.core.ca_verdicts import DeviceVerdict, PolicyVerdict, judge_device
+from shared.core.snapshots import SnapshotError, device_from_json
+
+# --- reading the inputs ----------------------------------------------------------------------
+
+
+def load_policies(path: str) -> list[CompiledPolicy]:
+    """The policies of an export: a `GET /identity/conditionalAccess/policies` answer
+    (`{"value": [...]}`) or a plain list of policies."""
+    document = read_json(path)
+    items = document.get("value") if isinstance(document, dict) else document
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise CliError(
+            f'{path} is neither {{"value": [policy, ...]}} nor a list of policies', USAGE
+        )
+    return compile_policies(items)
+
+
+def load_device(path: str) -> dict[str, Any]:
+    """The Graph device JSON of a file as `devicemon evaluate` reads it."""
+    document = single(read_json(path), "device", path)
+    if isinstance(document, dict) and isinstance(document.get("device"), dict):
+        document = document["device"]
+    try:
+        device_from_json(document)
+    except SnapshotError as exc:
+        raise CliError(f"not a Graph device: {exc}", USAGE) from None
+    assert isinstance(document, dict)
+    return document
+
+
+# --- what a policy asks, in words --------------------------------------------------------------
+
+
+def _requires(policy: CompiledPolicy) -> str:
+    device = ", ".join(c.value for c in policy.device_controls)
+    others = ", ".join(policy.other_controls)
+    requirement = policy.requirement
+    if requirement is Requirement.BLOCK:
+        return (
+            "block access from the devices in its scope"
+            if policy.device_scoped
+            else "block access (not scoped by platform or device filter: not a device verdict)"
+        )
+    if requirement is Requirement.ALL:
+        wanted = f"all of: {device}" if len(policy.device_controls) > 1 else device
+        return wanted + (f" (and {others})" if others else "")
+    if requirement is Requirement.ANY:
+        return f"one of: {device}" if len(policy.device_controls) > 1 else device
+    if requirement is Requirement.ALTERNATIVE:
+        return f"{device}, or instead {others}: the device need not pass"
+    if requirement is Requirement.NONE:
+        return "nothing of the device" + (f" ({others})" if others else "")
+    return "not understood"
+
+
+def _scope(policy: CompiledPolicy) -> str:
+    include = ", ".join(policy.include_platforms) or "all"
+    exclude = ", ".join(policy.exclude_platforms)
+    return f"{include}" + (f", except {exclude}" if exclude else "")
+
+
+def policy_lines(policy: CompiledPolicy, console: Console) -> list[str]:
+    state = policy.state.value if policy.state else "(undocumented state)"
+    lines = [console.bold(clean(policy.display_name or policy.id, 100)) + f"  [{state}]"]
+    items: list[tuple[str, str]] = [
+        ("id", policy.id),
+        ("requires", _requires(policy)),
+        ("platforms", _scope(policy)),
+    ]
+    if policy.device_filter is not None:
+        mode = policy.device_filter.mode.value if policy.device_filter.mode else "?"
+        items.append(("device filter", f"{mode}: {clean(policy.device_filter.rule, 300)}"))
+    if policy.unknown_controls:
+        items.append(("unknown controls", ", ".join(policy.unknown_controls)))
+    if policy.unjudged_conditions:
+        items.append(("not judged", ", ".join(policy.unjudged_conditions)))
+    lines += [f"  {name}: {value}" for name, value in items]
+    understood = describe(policy)
+    not_understood = list(policy.problems)
+    filter_json = understood["deviceFilter"]
+    if filter_json and filter_json["notUnderstood"]:
+        not_understood.insert(0, f"device filter: {filter_json['notUnderstood']}")
+    for problem in not_understood:
+        lines.append("  " + console.warn(f"NOT UNDERSTOOD: {clean(problem, 300)}"))
+    return lines
+
+
+def show_policies(policies: Sequence[CompiledPolicy], console: Console) -> None:
+    for policy in policies:
+        console.say()
+        for line in policy_lines(policy, console):
+            console.say(line)
+    not_understood = sum(
+        1 for p in policies if p.problems or p.unknown_controls or _filter_not_understood(p)
+    )
+    console.say()
+    console.say(
+        f"{plural(len(policies), 'policy', 'policies')}, "
+        f"{not_understood} with something devicemon does not understand"
+    )
+
+
+def _filter_not_understood(policy: CompiledPolicy) -> bool:
+    found = describe(policy)["deviceFilter"]
+    return bool(found and found["notUnderstood"])
+
+
+# --- devicemon policies ------------------------------------------------------------------------
+
+
+async def run_file(console: Console, env: dict[str, str], args: argparse.Namespace) -> int:
+    policies = load_policies(args.file)
+    if args.json:
+        console.json({"source": args.file, "policies": [describe(p) for p in policies]})
+    else:
+        console.say(f"Conditional Access policies from {clean(args.file)}")
+        show_policies(policies, console)
+    return OK
+
+
+def _stored_json(stored: StoredPolicies, policies: list[CompiledPolicy]) -> dict[str, Any]:
+    return {
+        "status": stored.status.value,
+        "readAt": stored.read_at.isoformat(),
+        "lastSuccessAt": stored.last_success_at.isoformat() if stored.last_success_at else None,
+        "detail": stored.detail or None,
+        "policies": [describe(p) for p in policies],
+    }
+
+
+async def run_stored(ctx: Context, console: Console, args: argparse.Namespace) -> int:
+    name = table_name(ctx.settings)
+    await ctx.require_table(name)
+    store = CaPolicyStore(ctx.tables(), name)
+    if args.refresh:
+        read = await refresh(ctx.runtime().graph_json(), store, datetime.now(UTC))
+        console.note(f"read {plural(len(read.policies), 'policy', 'policies')}: {read.status}")
+    stored = await store.load()
+    if stored is None:
+        raise CliError(
+            f"the {name} table holds no read of the policies yet: the policy timer "
+            "(POLICY_SCHEDULE) has not run; `devicemon policies --refresh` reads them now",
+            NOT_FOUND,
+        )
+    policies = compile_policies(stored.policies)
+    if args.json:
+        console.json(_stored_json(stored, policies))
+    else:
+        status = stored.status.value
+        line = f"Conditional Access policies: last read {when(stored.read_at)} ({status})"
+        console.say(console.bold(line))
+        if stored.status is not ReadStatus.OK:
+            console.say("  " + console.bad(clean(stored.detail, 400)))
+            console.say(f"  the policies below are from {when(stored.last_success_at)}")
+        show_policies(policies, console)
+    return OK if stored.status is ReadStatus.OK else FAILED
+
+
+class _Offline(argparse.Action):
+    """`--file` makes the command offline: no settings or storage are needed."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        namespace.offline = run_file
+
+
+def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "policies",
+        parents=[common],
+        help="list what devicemon understood of each Conditional Access policy",
+        description=wrap(
+            "List each Conditional Access policy as devicemon understands it: its state, what "
+            "it requires of the device (all or one of the device controls, a block, or device "
+            "controls offered beside MFA and so not required), its platforms and device filter, "
+            "the conditions devicemon does not judge (users, apps, locations...) and anything "
+            "it did not understand. Reads the last read kept in the CaPolicies table; "
+            "--refresh reads Graph first (Policy.Read.All); --file reads an export offline "
+            '(a GET /identity/conditionalAccess/policies answer, {"value": [...]}, or a list).'
+        ),
+        epilog=(
+            "examples:\n  devicemon policies\n  devicemon policies --refresh --json\n"
+            "  devicemon policies --file policies.json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--file", metavar="FILE", action=_Offline, help="read an export instead of the table"
+    )
+    mode.add_argument(
+        "--refresh", action="store_true", help="read the policies from Graph and store them first"
+    )
+    parser.add_argument("--json", action="store_true", help="the policies as JSON")
+    parser.set_defaults(handler=run_stored, needs=("tables",), offline=None)
+
+
+# --- devicemon evaluate DEVICE.json --policies FILE -------------------------------------------
+
+
+def verdict_json(verdict: PolicyVerdict) -> dict[str, Any]:
+    return {
+        "id": verdict.policy_id,
+        "displayName": verdict.display_name,
+        "state": verdict.state.value if verdict.state else None,
+        "outcome": verdict.outcome.value,
+        "reasons": list(verdict.reasons),
+        "notes": [n for n in verdict.notes if n],
+        "conditionalOn": list(verdict.conditional_on),
+    }
+
+
+def device_verdict_json(
+    device: Mapping[str, Any], verdict: DeviceVerdict, count: int
+) -> dict[str, Any]:
+    return {
+        "objectId": device.get("id"),
+        "displayName": device.get("displayName"),
+        "policies": count,
+        "eligible": verdict.eligible,
+        "blockingPolicies": [verdict_json(v) for v in verdict.blocking_policies],
+        "reportOnlyFailures": [verdict_json(v) for v in verdict.report_only_failures],
+        "undecided": [verdict_json(v) for v in verdict.undecided],
+    }
+
+
+def _verdict_lines(title: str, verdicts: Sequence[PolicyVerdict], console: Console) -> list[str]:
+    if not verdicts:
+        return []
+    lines = ["", console.bold(title)]
+    for v in verdicts:
+        why = ", ".join(v.reasons) or "undecided"
+        lines.append(f"  {clean(v.display_name or v.policy_id, 100)}: {why}")
+        lines += [f"    {clean(note, 300)}" for note in v.notes if note]
+        if v.conditional_on:
+            lines.append(f"    when its {', '.join(v.conditional_on)} conditions hold")
+    return lines
+
+
+def render_verdict(
+    device: Mapping[str, Any], verdict: DeviceVerdict, count: int, console: Console
+) -> list[str]:
+    name = clean(device.get("displayName") or device.get("id"), 80)
+    eligible = verdict.eligible
+    shown = console.warn("UNDECIDED") if eligible is None else console.verdict(eligible)
+    lines = [console.bold(f"{name} against {plural(count, 'policy', 'policies')}: ") + shown]
+    lines += _verdict_lines(
+        "Blocking (enforced policies it fails)", verdict.blocking_policies, console
+    )
+    lines += _verdict_lines(
+        "Report-only policies it would fail", verdict.report_only_failures, console
+    )
+    lines += _verdict_lines("Undecided (devicemon cannot tell)", verdict.undecided, console)
+    rest = count - len(verdict.blocking_policies + verdict.report_only_failures + verdict.undecided)
+    lines += ["", f"{plural(rest, 'other policy', 'other policies')}: passed or not applicable"]
+    return lines
+
+
+def evaluate_against_policies(console: Console, args: argparse.Namespace) -> int:
+    device = load_device(args.file)
+    policies = load_policies(args.policies)
+    verdict = judge_device(policies, device)
+    if args.json:
+        console.json(device_verdict_json(device, verdict, len(policies)))
+    else:
+        for line in render_verdict(device, verdict, len(policies), console):
+            console.say(line)
+    return INELIGIBLE if args.exit_code and verdict.eligible is False else OK
