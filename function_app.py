@@ -60,6 +60,13 @@ async def sweep_pending_alerts(timer: func.TimerRequest) -> None:
     await upkeep.sweep_timer(timer)
 
 
+@app.timer_trigger(schedule="%TENANT_SETTINGS_SCHEDULE%", arg_name="timer")
+async def refresh_tenant_settings(timer: func.TimerRequest) -> None:
+    from handlers import tenant_settings
+
+    await tenant_settings.tenant_settings_timer(timer)
+
+
 @app.timer_trigger(schedule="%POLICY_SCHEDULE%", arg_name="timer")
 async def refresh_ca_policies(timer: func.TimerRequest) -> None:
     from handlers import policies

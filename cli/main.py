@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 
-from cli import device, dlq, evaluate, fleet, policies, replay, report, subscription, sync
+from cli import device, dlq, evaluate, fleet, policies, replay, report, subscription, sync, tenant
 from cli.context import (
     Context,
     check_service_bus_connection,
@@ -88,7 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
     )
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    for module in (device, fleet, evaluate, policies, sync, subscription, replay, report, dlq):
+    for module in (
+        device,
+        fleet,
+        evaluate,
+        policies,
+        sync,
+        subscription,
+        replay,
+        report,
+        dlq,
+        tenant,
+    ):
         module.add_parser(commands, common)
     return parser
 

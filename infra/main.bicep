@@ -50,7 +50,7 @@ param teamsWebhookUrl string = ''
 ])
 param caPolicy string = 'compliant_or_hybrid'
 
-@description('INTUNE_ENABLED: also read the Intune managed device (needs DeviceManagementManagedDevices.Read.All).')
+@description('INTUNE_ENABLED: also read the Intune managed device and its failing compliance settings (needs DeviceManagementManagedDevices.Read.All and DeviceManagementConfiguration.Read.All).')
 param intuneEnabled bool = true
 
 @description('REMEDIATION_MODE: on needs DeviceManagementManagedDevices.PrivilegedOperations.All.')
@@ -180,7 +180,9 @@ var tableNames = [
 // Not granted here: an Entra administrator assigns them to the identity with
 // `python infra/hooks/devicemon_hooks.py grant-graph`, which reads the GRAPH_APP_ROLES output
 // (docs/deploy.md, step 3).
-var intuneAppRoles = intuneEnabled ? ['DeviceManagementManagedDevices.Read.All'] : []
+// DeviceManagementConfiguration.Read.All: the failing compliance policies and settings a lost
+// alert carries (docs/compliance-details.md); without it alerts say permission_missing instead.
+var intuneAppRoles = intuneEnabled ? ['DeviceManagementManagedDevices.Read.All', 'DeviceManagementConfiguration.Read.All'] : []
 var remediationAppRoles = (remediationMode == 'on') ? ['DeviceManagementManagedDevices.PrivilegedOperations.All'] : []
 var graphAppRoles = concat(['Device.Read.All', 'Policy.Read.All'], intuneAppRoles, remediationAppRoles)
 
@@ -292,6 +294,7 @@ module functionApp 'modules/functionapp.bicep' = {
       INTUNE_ENABLED: intuneEnabled ? 'true' : 'false'
       STALE_SIGN_IN_DAYS: staleSignInDays
       INTUNE_CHECKIN_STALE_DAYS: intuneCheckinStaleDays
+      INTUNE_CHECKIN_WARN_DAYS: '7'
       GRAPH_BASE_URL: graphBaseUrl
       GRAPH_CREDENTIAL: 'default'
       GRAPH_MAX_RETRIES: '3'
@@ -301,6 +304,7 @@ module functionApp 'modules/functionapp.bicep' = {
       SUBSCRIPTION_SCHEDULE: subscriptionSchedule
       SWEEP_SCHEDULE: sweepSchedule
       POLICY_SCHEDULE: '0 5 * * * *'
+      TENANT_SETTINGS_SCHEDULE: '0 30 3 * * *'
       PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
       HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes
       HEALTH_MAX_FAILURES: healthMaxFailures

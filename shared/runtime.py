@@ -19,6 +19,8 @@ from shared import logs
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from azure.data.tables.aio import TableServiceClient
     from azure.servicebus.aio import ServiceBusClient
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from shared.consumers.remediation_log import RemediationLog
     from shared.consumers.teams import TeamsClient, TeamsNotifier
     from shared.consumers.teams_store import TeamsStore
+    from shared.core.tenant_settings import TenantSettings
     from shared.processing.pipeline import Pipeline
     from shared.retry import RetryPolicy
     from shared.sources.subscription import SubscriptionKeeper
@@ -147,11 +150,25 @@ class Runtime:
                     publisher=self.publisher(),
                     outbox=await self.pending_alerts(),
                     options=EvaluationOptions(
-                        s.policy, s.stale_sign_in_days, s.intune_checkin_stale_days
+                        s.policy,
+                        s.stale_sign_in_days,
+                        s.intune_checkin_stale_days,
+                        checkin_warning_days=s.intune_checkin_warn_days,
                     ),
+                    tenant=await self._tenant_settings(),
                     event_source=s.event_source,
                 )
         return self._pipeline
+
+    async def _tenant_settings(self) -> Callable[[], Awaitable[TenantSettings]]:
+        """The tenant's stored Intune compliance settings, reloaded every few minutes."""
+        from shared.adapters.tenant_settings import CachedTenantSettings, TenantSettingsBook
+        from shared.core.models import utc_now
+
+        await self.bookkeeping()  # the row lives in the bookkeeping table: make sure it exists
+        assert self._tables is not None
+        book = TenantSettingsBook(self._tables, self.settings.sync_table)
+        return CachedTenantSettings(book, utc_now).current
 
     async def pending_alerts(self) -> PendingAlerts:
         async with self._building["pending_alerts"]:

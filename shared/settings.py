@@ -13,6 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.core.models import Policy
+from shared.core.tenant_settings import (
+    DEFAULT_CHECKIN_WARNING_DAYS,
+    MAX_CHECKIN_THRESHOLD_DAYS,
+    MIN_STALE_SIGN_IN_DAYS,
+)
 
 SERVICE_BUS_CONNECTION = "ServiceBusConnection"
 TABLES_CONNECTION = "TablesConnection"
@@ -47,7 +52,9 @@ class Settings:
     graph_max_retries: int = 3
     managed_identity_client_id: str | None = None
     stale_sign_in_days: int = 90
+    # The compliance status validity period assumed until the tenant's own has been read.
     intune_checkin_stale_days: int = 30
+    intune_checkin_warn_days: int = DEFAULT_CHECKIN_WARNING_DAYS
     max_notification_bytes: int = 1_048_576
     # Senders per Service Bus entity (each used by one invocation at a time) and the bounds on a
     # send: on Graph's request path (3 s deadline) and everywhere else (well inside a lock).
@@ -122,8 +129,13 @@ class Settings:
             graph_credential=_choice(env, "GRAPH_CREDENTIAL", "default", {"default", "simulator"}),
             graph_max_retries=_int(env, "GRAPH_MAX_RETRIES", 3, 0, 10),
             managed_identity_client_id=env.get("AZURE_CLIENT_ID") or None,
-            stale_sign_in_days=_int(env, "STALE_SIGN_IN_DAYS", 90, 1, 3650),
-            intune_checkin_stale_days=_int(env, "INTUNE_CHECKIN_STALE_DAYS", 30, 1, 3650),
+            stale_sign_in_days=_stale_sign_in_days(env),
+            intune_checkin_stale_days=_int(
+                env, "INTUNE_CHECKIN_STALE_DAYS", 30, 1, MAX_CHECKIN_THRESHOLD_DAYS
+            ),
+            intune_checkin_warn_days=_int(
+                env, "INTUNE_CHECKIN_WARN_DAYS", DEFAULT_CHECKIN_WARNING_DAYS, 1, 60
+            ),
             max_notification_bytes=_int(
                 env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000
             ),
@@ -202,6 +214,18 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise SettingsError(f"{name}={value} is outside {low}..{high}")
     return value
+
+
+def _stale_sign_in_days(env: Mapping[str, str]) -> int:
+    days = _int(env, "STALE_SIGN_IN_DAYS", 90, 1, 3650)
+    if days < MIN_STALE_SIGN_IN_DAYS:
+        raise SettingsError(
+            f"STALE_SIGN_IN_DAYS={days} is below {MIN_STALE_SIGN_IN_DAYS}: Entra refreshes a "
+            "device's approximateLastSignInDateTime only about every 14 days, and Microsoft "
+            f"advises against treating anything younger than {MIN_STALE_SIGN_IN_DAYS} days as "
+            "stale (docs/configuration.md)"
+        )
+    return days
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, allowed: set[str]) -> str:

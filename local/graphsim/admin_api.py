@@ -20,6 +20,8 @@ from .entities import EntityError
 from .faults import FaultRule
 from .odata import parse_datetime
 from .runtime import Simulator, TenantRuntime
+from .tenant_settings import get_settings as get_tenant_settings
+from .tenant_settings import put_settings as put_tenant_settings
 
 SIM_KEY = web.AppKey("graphsim", Simulator)
 AdminHandler = Callable[[TenantRuntime, web.Request], Awaitable[Any]]
@@ -268,6 +270,8 @@ def add_admin_routes(app: web.Application) -> None:
         ("DELETE", f"{t}/managedDevices/{{id}}", devices.delete_managed),
         ("PUT", f"{t}/managedDevices/{{id}}/compliancePolicyStates", put_states),
         ("GET", f"{t}/managedDevices/{{id}}/compliancePolicyStates", get_states),
+        ("PUT", f"{t}/deviceManagement/settings", put_tenant_settings),
+        ("GET", f"{t}/deviceManagement/settings", get_tenant_settings),
         # Conditional Access
         ("PUT", f"{t}/conditionalAccess/policies", put_policies),
         ("GET", f"{t}/conditionalAccess/policies", get_policies),

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ca_policies, compliance_states
+from . import ca_policies, compliance_states, tenant_settings
 from .batch import run_batch
 from .delta import TokenError, list_page
 from .entities import DEVICE_KNOWN, DEVICE_TYPE, MANAGED_DEVICE_KNOWN, MANAGED_DEVICE_TYPE
@@ -68,6 +68,8 @@ def resolve(path: str) -> tuple[Route | None, dict[str, str], str]:
         return ROUTES[compliance[0]], compliance[1], ""
     if (policy := ca_policies.resolve(parts)) is not None:
         return ROUTES[policy[0]], policy[1], ""
+    if (tenant := tenant_settings.resolve(parts)) is not None:
+        return ROUTES[tenant[0]], tenant[1], ""
     if n >= 2 and low[0] == "devicemanagement" and low[1] == "manageddevices":
         if n == 2:
             return ROUTES["managed_devices"], {}, ""
@@ -411,6 +413,7 @@ ROUTES: dict[str, Route] = {
     "batch": Route("/$batch", {"POST": batch}),
     **{key: Route(path, h) for key, path, h in compliance_states.ROUTES},
     **{key: Route(path, h) for key, path, h in ca_policies.ROUTES},
+    **{key: Route(path, h) for key, path, h in tenant_settings.ROUTES},
 }
 
 

@@ -26,6 +26,14 @@ from shared.core.models import (
     Warning_,
 )
 from shared.core.scope import down_level_windows, hybrid_applies, targeted
+from shared.core.tenant_settings import (
+    DEFAULT_CHECKIN_THRESHOLD_DAYS,
+    DEFAULT_CHECKIN_WARNING_DAYS,
+    MIN_STALE_SIGN_IN_DAYS,
+    TenantSettings,
+    checkin_deadline,
+    checkin_overdue,
+)
 
 # Intune's own first-party application id, as written in device.mdmAppId.
 INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
@@ -61,7 +69,20 @@ _TRUST_TYPES = {
 class EvaluationOptions:
     policy: Policy = Policy.COMPLIANT_OR_HYBRID
     stale_sign_in_days: int = 90
-    intune_checkin_stale_days: int = 30
+    # The compliance status validity period assumed while the tenant's own has never been read.
+    intune_checkin_stale_days: int = DEFAULT_CHECKIN_THRESHOLD_DAYS
+    # The tenant's Intune compliance settings (shared/adapters/tenant_settings.py keeps them).
+    tenant: TenantSettings | None = None
+    checkin_warning_days: int = DEFAULT_CHECKIN_WARNING_DAYS
+
+    def tenant_settings(self) -> TenantSettings:
+        if self.tenant is not None:
+            return self.tenant
+        return TenantSettings(checkin_threshold_days=self.intune_checkin_stale_days)
+
+    def stale_after(self) -> timedelta:
+        # Never below Microsoft's guidance, whatever a caller passes (settings refuse it too).
+        return timedelta(days=max(self.stale_sign_in_days, MIN_STALE_SIGN_IN_DAYS))
 
 
 def join_type_of(device: DeviceSnapshot) -> JoinType:
@@ -179,6 +200,19 @@ def _intune_disagreements(
     return ()
 
 
+def _without_policy(
+    device: DeviceSnapshot, managed: ManagedDeviceSnapshot, tenant: TenantSettings
+) -> tuple[Warning_, ...]:
+    """A device with no compliance policy assigned is judged by the tenant's secureByDefault
+    alone (memdocs device-compliance-get-started.md). Under the default (false) Intune marks it
+    compliant: it passes "Require compliant" without having been checked against anything, worth
+    a warning. With true it is not compliant, and NOT_COMPLIANT with Intune's failing setting
+    RequireDeviceCompliancePolicyAssigned already says why. Raised only when Intune said so."""
+    if managed.compliance_policy_assigned is not False or tenant.secure_by_default:
+        return ()
+    return (Warning_.NO_COMPLIANCE_POLICY,) if device.is_compliant is True else ()
+
+
 def _warnings(
     device: DeviceSnapshot,
     managed: ManagedDeviceSnapshot | None,
@@ -190,17 +224,16 @@ def _warnings(
     if down_level_windows(device):
         found.append(Warning_.UNSUPPORTED_OS)
     last_sign_in = device.approximate_last_sign_in
-    if last_sign_in is not None and now - last_sign_in > timedelta(days=options.stale_sign_in_days):
+    if last_sign_in is not None and now - last_sign_in > options.stale_after():
         found.append(Warning_.STALE_SIGN_IN)
     if compliance is Compliance.IN_GRACE_PERIOD:
         found.append(Warning_.COMPLIANCE_GRACE_PERIOD)
     if managed is not None:
-        last_sync = managed.last_sync
-        if last_sync is not None and now - last_sync > timedelta(
-            days=options.intune_checkin_stale_days
-        ):
+        tenant = options.tenant_settings()
+        if checkin_overdue(managed.last_sync, now, tenant, options.checkin_warning_days):
             found.append(Warning_.INTUNE_CHECKIN_STALE)
         found.extend(_intune_disagreements(device, managed))
+        found.extend(_without_policy(device, managed, tenant))
     return tuple(found)
 
 
@@ -258,7 +291,18 @@ def evaluate(
         reasons=reasons,
         warnings=warnings,
         grace_period_expires=grace_expiry,
+        checkin_deadline=_checkin_deadline(managed, options),
     )
+
+
+def _checkin_deadline(
+    managed: ManagedDeviceSnapshot | None, options: EvaluationOptions
+) -> datetime | None:
+    """When Intune's compliance status validity period runs out without a new check-in; None for
+    a device Intune does not manage or whose last check-in Graph did not say."""
+    if managed is None:
+        return None
+    return checkin_deadline(managed.last_sync, options.tenant_settings())
 
 
 def fingerprint(

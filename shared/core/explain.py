@@ -103,7 +103,8 @@ WARNINGS: dict[str, Explanation] = {
         Explanation(
             Warning_.STALE_SIGN_IN,
             "no recent sign-in",
-            "No sign-in for a long time (STALE_SIGN_IN_DAYS).",
+            "No sign-in for a long time (STALE_SIGN_IN_DAYS, never under 21 days: Entra "
+            "refreshes the sign-in time only about every 14 days).",
             "Check whether the device is still in use; retire it if not.",
         ),
         Explanation(
@@ -115,8 +116,8 @@ WARNINGS: dict[str, Explanation] = {
         Explanation(
             Warning_.INTUNE_CHECKIN_STALE,
             "Intune check-in stale",
-            "The device has not checked in with Intune for a long time: it will soon be marked "
-            "noncompliant.",
+            "The device's last Intune check-in is close to the end of the tenant's compliance "
+            "status validity period: Intune marks it noncompliant when the period ends.",
             "Get the device online and syncing with Intune.",
         ),
         Explanation(
@@ -150,6 +151,14 @@ WARNINGS: dict[str, Explanation] = {
             "devicemon does not judge it and never alerts on it.",
             "Nothing, if the policy indeed leaves it out; if it does target such devices, "
             "devicemon's scope is narrower than the policy's (docs/reason-codes.md, Scope).",
+        ),
+        Explanation(
+            Warning_.NO_COMPLIANCE_POLICY,
+            "no compliance policy",
+            "Intune has no compliance policy assigned to the device and the tenant marks such "
+            "devices compliant: it passes 'Require compliant' without having been checked.",
+            "Assign a compliance policy for the device's platform, or set 'Mark devices with no "
+            "compliance policy assigned as' to Not compliant.",
         ),
     )
 }

@@ -73,6 +73,7 @@ class Warning_(StrEnum):
     COMPLIANCE_ERROR = "COMPLIANCE_ERROR"
     GRACE_PERIOD_WITHOUT_ACCESS = "GRACE_PERIOD_WITHOUT_ACCESS"
     NOT_TARGETED = "NOT_TARGETED"
+    NO_COMPLIANCE_POLICY = "NO_COMPLIANCE_POLICY"
 
 
 class Transition(StrEnum):
@@ -136,6 +137,9 @@ class ManagedDeviceSnapshot:
     # configurationManagerClientEnabledFeatures.compliancePolicy: on a co-managed device, whether
     # the compliance policies workload is with Intune (None when Graph did not say).
     compliance_policy_by_intune: bool | None = None
+    # Whether any compliance policy is assigned: False only when Intune said none is (the
+    # built-in policy's RequireDeviceCompliancePolicyAssigned setting); None when not read.
+    compliance_policy_assigned: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,10 @@ class Evaluation:
     reasons: tuple[Reason, ...] = ()
     warnings: tuple[Warning_, ...] = ()
     grace_period_expires: datetime | None = None
+    # lastSyncDateTime + the tenant's compliance status validity period: when Intune marks the
+    # device not compliant unless it checks in. Left out of the fingerprint: it moves with every
+    # check-in, and only the INTUNE_CHECKIN_STALE warning it leads to is worth a history row.
+    checkin_deadline: datetime | None = None
 
     def fingerprint_fields(self) -> tuple[object, ...]:
         return (

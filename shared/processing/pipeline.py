@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,6 +59,7 @@ from shared.core.records import (
     pending_alert_id,
     record_of,
 )
+from shared.core.tenant_settings import TenantSettings
 
 log = logging.getLogger("devicemon.pipeline")
 MAX_CONFLICT_RETRIES = 5
@@ -153,6 +154,7 @@ class Pipeline:
         options: EvaluationOptions,
         event_source: str,
         clock: Callable[[], datetime] = utc_now,
+        tenant: Callable[[], Awaitable[TenantSettings]] | None = None,
     ) -> None:
         self._graph = graph
         self._store = store
@@ -161,6 +163,8 @@ class Pipeline:
         self._options = options
         self._event_source = event_source
         self._clock = clock
+        # The tenant's Intune compliance settings in effect (shared.adapters.tenant_settings).
+        self._tenant = tenant
 
     async def process(self, change: DeviceChange) -> Outcome:
         started = time.perf_counter()
@@ -256,7 +260,10 @@ class Pipeline:
             device = _with_identity_of(device, previous)
 
         observed_at = self._clock()
-        evaluation = evaluate(device, managed, self._options, observed_at)
+        options = self._options
+        if self._tenant is not None:
+            options = replace(options, tenant=await self._tenant())
+        evaluation = evaluate(device, managed, options, observed_at)
         digest = fingerprint(device, managed, evaluation)
         predecessor = None
         if previous is None and wants_predecessor(device, evaluation):

@@ -117,6 +117,7 @@ ENV_NAMES = {
     "managed_identity_client_id": "AZURE_CLIENT_ID",
     "stale_sign_in_days": "STALE_SIGN_IN_DAYS",
     "intune_checkin_stale_days": "INTUNE_CHECKIN_STALE_DAYS",
+    "intune_checkin_warn_days": "INTUNE_CHECKIN_WARN_DAYS",
     "max_notification_bytes": "MAX_NOTIFICATION_BYTES",
     "event_source": "EVENT_SOURCE",
     "notification_url": "NOTIFICATION_URL",
