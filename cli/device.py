@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from datetime import datetime
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import ClientAuthenticationError, ResourceNotFoundError
 
 from cli.context import Context
 from cli.errors import AMBIGUOUS, NOT_FOUND, OK, CliError
@@ -13,12 +13,15 @@ from cli.output import Console, clean, pairs, table, when, wrap
 from shared.adapters.store import DeviceStore
 from shared.core import explain
 from shared.core.changes import normalize_graph_id
+from shared.core.compliance_details import GRAPH_ERROR, ComplianceDetails, unavailable
 from shared.core.models import DeviceSnapshot
 from shared.core.observations import Facts, ObservationError
 from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 from shared.core.snapshots import SnapshotError, device_from_json
-from shared.views.device_json import device_detail_json
+from shared.views.device_json import compliance_target, device_detail_json
 from shared.views.fleet import display_name, is_guid, record_changes, record_os_label
+
+COMPLIANCE_SECONDS = 15.0  # for Intune's answer about the one device shown
 
 
 async def find(store: DeviceStore, target: str, state_table: str) -> list[StateRow]:
@@ -77,6 +80,32 @@ def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
     return lines
 
 
+def compliance_lines(details: ComplianceDetails | None, console: Console) -> list[str]:
+    """Intune's failing compliance settings in words, each with its fix and its policy (an
+    unknown setting as Intune names it), or why Intune could not be read."""
+    if details is None:
+        return []
+    if details.unavailable is not None:
+        return [
+            console.bold("Failing compliance settings"),
+            f"  not read from Intune ({details.unavailable}): {details.unavailable_words}",
+        ]
+    if not details.failing_settings and not details.failing_policies:
+        return []
+    lines = [console.bold("Failing compliance settings")]
+    for s in details.failing_settings:
+        lines += [
+            f"  {clean(s.sentence, 300)}",
+            f"    Fix: {clean(s.fix, 300)}",
+            f"    policy '{clean(s.policy_name, 80)}', setting {clean(s.setting, 120)} ({s.state})",
+        ]
+    if not details.failing_settings:
+        lines += [
+            f"  policy '{clean(p.display_name, 80)}': {p.state}" for p in details.failing_policies
+        ]
+    return lines
+
+
 def timeline_lines(
     history: list[HistoryRow], truncated: bool, console: Console, pending: str | None = None
 ) -> list[str]:
@@ -106,13 +135,18 @@ def timeline_lines(
 
 
 def render(
-    state: StateRow, history: list[HistoryRow], truncated: bool, console: Console
+    state: StateRow,
+    history: list[HistoryRow],
+    truncated: bool,
+    console: Console,
+    compliance: ComplianceDetails | None = None,
 ) -> list[str]:
     record = state.record
     since = f" since {when(state.last_transition_at)}" if state.last_transition else ""
     head = f"{clean(display_name(record), 80)}: {console.verdict(record.eligible)}{since}"
     lines = [console.bold(head), pairs(facts(record)), ""]
     lines += explanation_lines(record, console)
+    lines += compliance_lines(compliance, console)
     if lines[-1] != "":
         lines.append("")
     lines += timeline_lines(history, truncated, console, pending_alert_id(state))
@@ -140,12 +174,30 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
     history = [row async for row in store.history(state.record.object_id, args.limit + 1)]
     truncated = len(history) > args.limit
     history = history[: args.limit]
+    compliance = await read_compliance(ctx, state.record)
     if args.json:
-        console.json(device_detail_json(state, history, truncated))
+        console.json(device_detail_json(state, history, truncated, compliance))
         return OK
-    for line in render(state, history, truncated, console):
+    for line in render(state, history, truncated, console, compliance):
         console.say(line)
     return OK
+
+
+async def read_compliance(ctx: Context, record: DeviceRecord) -> ComplianceDetails | None:
+    """The failing compliance settings of this one device, read from Intune when they explain
+    why it is ineligible; None when they do not."""
+    managed_id = compliance_target(record)
+    if managed_id is None:
+        return None
+    from shared.adapters.compliance_details import read_compliance_details
+
+    try:
+        return await read_compliance_details(
+            ctx.runtime().graph_json(), managed_id, within=COMPLIANCE_SECONDS
+        )
+    except ClientAuthenticationError as exc:
+        # The CLI's identity may read the tables and not Graph: the rest of the page stands.
+        return unavailable(GRAPH_ERROR, f"could not sign in to Graph: {clean(str(exc), 200)}")
 
 
 TWINS_HEADERS = ["OBJECT ID", "NAME", "JOIN TYPE", "OS", "LAST SIGN-IN", "REGISTERED", "NOW"]

@@ -17,9 +17,10 @@ from azure.core.exceptions import AzureError
 
 from handlers.responses import json_error
 from shared import logs
+from shared.adapters.compliance_details import read_compliance_details
 from shared.core.changes import normalize_graph_id
 from shared.runtime import Runtime, current
-from shared.views.device_json import device_detail_json, state_json
+from shared.views.device_json import compliance_target, device_detail_json, state_json
 from shared.views.fleet import DeviceFilter, FilterError, decode_token, encode_token, is_guid
 
 log = logging.getLogger("devicemon.read_api")
@@ -43,6 +44,9 @@ def _int_param(req: func.HttpRequest, name: str, default: int, low: int, high: i
 
 # A frozen storage account accepts connections and answers nothing: the SDK would wait minutes.
 STORAGE_BOUND_SECONDS = 10.0
+# Intune's failing compliance settings of the one device asked about: a slow Intune answers
+# `unavailable` (timeout) rather than holding the device's page.
+COMPLIANCE_BOUND_SECONDS = 10.0
 
 
 def _unavailable(exc: AzureError | TimeoutError, route: str) -> func.HttpResponse:
@@ -70,7 +74,13 @@ async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> f
             history = [row async for row in store.history(state.record.object_id, limit + 1)]
     except (AzureError, TimeoutError) as exc:
         return _unavailable(exc, "devices/{id}")
-    return _json(device_detail_json(state, history[:limit], truncated=len(history) > limit))
+    managed_id = compliance_target(state.record)
+    compliance = None
+    if managed_id is not None:
+        compliance = await read_compliance_details(
+            rt.graph_json(), managed_id, within=COMPLIANCE_BOUND_SECONDS
+        )
+    return _json(device_detail_json(state, history[:limit], len(history) > limit, compliance))
 
 
 async def list_devices(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:

@@ -140,10 +140,12 @@ class Runtime:
     async def pipeline(self) -> Pipeline:
         async with self._building["pipeline"]:
             if self._pipeline is None:
+                from shared.adapters.compliance_details import read_compliance_details
                 from shared.core.evaluation import EvaluationOptions
                 from shared.processing.pipeline import Pipeline
 
                 s = self.settings
+                graph_json = self.graph_json()
                 self._pipeline = Pipeline(
                     graph=self.graph(),
                     store=await self.store(),
@@ -157,6 +159,7 @@ class Runtime:
                     ),
                     tenant=await self._tenant_settings(),
                     event_source=s.event_source,
+                    compliance=lambda managed_id: read_compliance_details(graph_json, managed_id),
                 )
         return self._pipeline
 

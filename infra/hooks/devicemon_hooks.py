@@ -38,6 +38,7 @@ DEVICEMON_APP_ROLES = (
     "Device.Read.All",
     "Policy.Read.All",
     "DeviceManagementManagedDevices.Read.All",
+    "DeviceManagementConfiguration.Read.All",
     "DeviceManagementManagedDevices.PrivilegedOperations.All",
 )
 CLIENT_STATE_LENGTH = 64  # Graph accepts up to 128 characters

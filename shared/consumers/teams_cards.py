@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 from shared.core import explain
 from shared.core.alert_view import AlertView
+from shared.core.compliance_details import ComplianceDetails
 from shared.core.os_names import os_label
 
 CARD_VERSION = "1.4"
@@ -31,6 +32,7 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 MAX_MESSAGE_BYTES = 28_000
 MAX_TEXT = 200  # characters of any value taken from Graph (names, UPNs, OS versions)
 MAX_LISTED = 10  # devices named in a summary, changes listed in a flapping card
+MAX_SETTINGS = 5  # failing compliance settings on a card; the rest are counted, Intune lists all
 
 Card = dict[str, Any]
 
@@ -209,6 +211,44 @@ def reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
     return blocks
 
 
+def compliance_blocks(details: ComplianceDetails | None) -> list[Card]:
+    """What Intune says fails: each failing setting in words with its fix and the policy it
+    belongs to (an unknown setting in Intune's own name), or why Intune could not be read."""
+    if details is None:
+        return []
+    if details.unavailable is not None:
+        return [
+            heading("Failing compliance settings"),
+            text(
+                f"Not read from Intune ({details.unavailable}): {details.unavailable_words}",
+                isSubtle=True,
+            ),
+        ]
+    if not details.failing_settings and not details.failing_policies:
+        return []
+    blocks = [heading("Failing compliance settings")]
+    for setting in details.failing_settings[:MAX_SETTINGS]:
+        blocks += [
+            text(f"**{clip(setting.sentence, 300)}**"),
+            text(f"Fix: {clip(setting.fix, 300)}", spacing="None"),
+            text(
+                f"Policy '{clip(setting.policy_name, 80)}', setting {clip(setting.setting, 120)} "
+                f"({setting.state})",
+                isSubtle=True,
+                size="Small",
+                spacing="None",
+            ),
+        ]
+    more = len(details.failing_settings) - MAX_SETTINGS
+    if more > 0:
+        blocks.append(text(f"…and {more} more: open the device in Intune.", isSubtle=True))
+    if not details.failing_settings:
+        # A failing policy whose settings Intune did not list: name the policy at least.
+        for policy in details.failing_policies[:MAX_SETTINGS]:
+            blocks.append(text(f"Policy '{clip(policy.display_name, 80)}' is {policy.state}."))
+    return blocks
+
+
 def technical_details(alert: AlertView) -> Card:
     details = [
         ("Alert id", alert.id),
@@ -236,8 +276,15 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
             f"{name} no longer passes device-based Conditional Access",
             "Attention",
         )
-        why = [heading("Why"), *reason_blocks(alert.reasons, fixed=False)]
+        why = [
+            heading("Why"),
+            *reason_blocks(alert.reasons, fixed=False),
+            *compliance_blocks(alert.compliance_details),
+        ]
         fallback = f"{name} lost eligibility: {', '.join(alert.reasons)}"
+        settings = alert.compliance_details.failing_settings if alert.compliance_details else ()
+        if settings:
+            fallback += f" ({settings[0].sentence})"
     else:
         top = banner(
             "good",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.core import explain
+from shared.core.compliance_details import ComplianceDetails
 
 LOST = "devicemon.eligibility.lost"
 RESTORED = "devicemon.eligibility.restored"
@@ -59,6 +60,8 @@ class AlertView:
     previous_object_id: str | None = None
     summary: str = ""
     advice: tuple[tuple[str, str], ...] = ()
+    # data.compliance: the failing policies and settings, or why Intune could not be read.
+    compliance_details: ComplianceDetails | None = None
 
     @property
     def lost(self) -> bool:
@@ -123,6 +126,15 @@ def _advice(value: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _compliance(value: Any) -> ComplianceDetails | None:
+    if not isinstance(value, dict):
+        return None
+    try:
+        return ComplianceDetails.from_json(value)
+    except (KeyError, TypeError) as exc:
+        raise AlertFormatError(f"data.compliance is malformed: {exc}") from None
+
+
 def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
     """Parse a message body (or an already decoded alert) into an AlertView."""
     if isinstance(body, dict):
@@ -184,4 +196,5 @@ def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
         previous_object_id=_opt(previous.get("objectId")),
         summary=str(current.get("summary") or ""),
         advice=_advice(current.get("advice")),
+        compliance_details=_compliance(data.get("compliance")),
     )

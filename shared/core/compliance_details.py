@@ -50,6 +50,21 @@ UNAVAILABLE_REASONS = (
     INVALID_RESPONSE,
 )
 
+# The permission the read needs (docs/compliance-details.md says why this one).
+READ_PERMISSION = "DeviceManagementConfiguration.Read.All"
+_SEE_INTUNE = "open the device in Intune to see its failing compliance settings."
+# For people: cards and the CLI say this rather than Graph's raw error, which the detail keeps.
+UNAVAILABLE_WORDS = {
+    PERMISSION_MISSING: f"devicemon may not read Intune's compliance policy states: grant its app "
+    f"the Microsoft Graph application permission {READ_PERMISSION} (docs/deploy.md); until "
+    f"then, {_SEE_INTUNE}",
+    NOT_FOUND: f"Intune no longer knows this managed device; {_SEE_INTUNE}",
+    TIMEOUT: f"Intune did not answer in time; {_SEE_INTUNE}",
+    THROTTLED: f"Intune throttled the read; {_SEE_INTUNE}",
+    GRAPH_ERROR: f"Microsoft Graph answered with an error; {_SEE_INTUNE}",
+    INVALID_RESPONSE: f"Intune's answer could not be understood; {_SEE_INTUNE}",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ComplianceDetails:
@@ -78,6 +93,13 @@ class ComplianceDetails:
                 for s in self.failing_settings
             ],
         }
+
+    @property
+    def unavailable_words(self) -> str:
+        """Why the details are missing, for people ("" when they are not)."""
+        if self.unavailable is None:
+            return ""
+        return UNAVAILABLE_WORDS.get(self.unavailable, f"Intune could not be read; {_SEE_INTUNE}")
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ComplianceDetails:

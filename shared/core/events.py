@@ -7,16 +7,19 @@ against that schema.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from shared.core.advice import Origin, action, why
+from shared.core.compliance_details import ComplianceDetails
 from shared.core.evaluation import classify, compliance_workload
 from shared.core.models import (
     DeviceSnapshot,
     Evaluation,
     ManagedDeviceSnapshot,
+    Reason,
     Source,
     Transition,
     Warning_,
@@ -94,6 +97,37 @@ def transition_of(
 def event_id(device_object_id: str, version: int, transition: Transition) -> str:
     """One id per (device, state version, transition): redeliveries republish the same id."""
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{device_object_id}:{version}:{transition.value}"))
+
+
+# What Intune's compliance policy states can explain: a verdict of not compliant, no verdict yet
+# (policies still in error or unknown), or Intune's own evaluation error.
+_COMPLIANCE_CODES = frozenset(
+    {Reason.NOT_COMPLIANT.value, Reason.COMPLIANCE_UNKNOWN.value, Warning_.COMPLIANCE_ERROR.value}
+)
+
+
+def explained_by_compliance(reasons: Iterable[str], warnings: Iterable[str]) -> bool:
+    """Whether Intune's failing policies and settings say why the device is ineligible."""
+    return not _COMPLIANCE_CODES.isdisjoint([*reasons, *warnings])
+
+
+def compliance_details_for(
+    transition: Transition, evaluation: Evaluation, managed: ManagedDeviceSnapshot | None
+) -> str | None:
+    """The Intune managed device id whose failing policies and settings the alert should carry,
+    or None. Only a `lost` explained by compliance asks: a restored device has nothing failing,
+    and any other loss (deleted, disabled, not joined) is not Intune's to explain."""
+    if transition is not Transition.LOST or managed is None or not managed.managed_device_id:
+        return None
+    if not explained_by_compliance(evaluation.reasons, evaluation.warnings):
+        return None
+    return managed.managed_device_id
+
+
+def with_compliance(alert: dict[str, Any], details: ComplianceDetails) -> dict[str, Any]:
+    """The alert with `data.compliance`: the failing policies and settings, or why Intune could
+    not be read (the lists are then absent, not empty)."""
+    return {**alert, "data": {**alert["data"], "compliance": details.to_json()}}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -176,11 +210,13 @@ def build_alert(
     }
 
 
-def application_properties(alert: dict[str, Any]) -> dict[str, str]:
-    """What subscriptions filter on without parsing bodies (SQL filters on these names)."""
+def application_properties(alert: dict[str, Any]) -> dict[str, str | int]:
+    """What subscriptions filter on without parsing bodies (SQL filters on these names). The
+    compliance details stay in the body: only their count is a property, so properties stay
+    small whatever Intune reports."""
     data = alert["data"]
     reasons = data["current"]["reasons"] or data["previous"]["reasons"]
-    return {
+    props: dict[str, str | int] = {
         "type": alert["type"],
         "severity": data["severity"],
         "joinType": data["device"]["joinType"],
@@ -188,3 +224,7 @@ def application_properties(alert: dict[str, Any]) -> dict[str, str]:
         "policy": data["policy"],
         "deviceId": data["device"]["objectId"],
     }
+    settings = data.get("compliance", {}).get("failingSettings")
+    if settings is not None:
+        props["failingSettings"] = len(settings)
+    return props

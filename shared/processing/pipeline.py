@@ -32,17 +32,27 @@ from typing import Any, Protocol
 from shared import logs
 from shared.adapters.store import HistoryConflict, StateConflict
 from shared.core.changes import DeviceChange
+from shared.core.compliance_details import ComplianceDetails
 from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
 from shared.core.events import (
     EVENT_TYPES,
     PreviousVerdict,
     build_alert,
+    compliance_details_for,
     predecessor_verdict,
     transition_of,
     verdict_of,
     wants_predecessor,
+    with_compliance,
 )
-from shared.core.models import DeviceSnapshot, Observation, Transition, utc_now
+from shared.core.models import (
+    DeviceSnapshot,
+    Evaluation,
+    ManagedDeviceSnapshot,
+    Observation,
+    Transition,
+    utc_now,
+)
 from shared.core.observations import (
     Facts,
     ObservationError,
@@ -104,6 +114,11 @@ class Publisher(Protocol):
     async def publish(self, alert: dict[str, Any]) -> None: ...
 
 
+# Reads one Intune managed device's failing compliance policies and settings; never raises for
+# Graph's sake (shared.adapters.compliance_details.read_compliance_details).
+ComplianceReader = Callable[[str], Awaitable[ComplianceDetails]]
+
+
 class Outbox(Protocol):
     async def hold(self, object_id: str, alert_id: str, alert_type: str, at: datetime) -> None: ...
     async def release(self, object_id: str, alert_id: str) -> None: ...
@@ -154,6 +169,7 @@ class Pipeline:
         options: EvaluationOptions,
         event_source: str,
         clock: Callable[[], datetime] = utc_now,
+        compliance: ComplianceReader | None = None,
         tenant: Callable[[], Awaitable[TenantSettings]] | None = None,
     ) -> None:
         self._graph = graph
@@ -163,14 +179,18 @@ class Pipeline:
         self._options = options
         self._event_source = event_source
         self._clock = clock
+        self._compliance = compliance
         # The tenant's Intune compliance settings in effect (shared.adapters.tenant_settings).
         self._tenant = tenant
 
     async def process(self, change: DeviceChange) -> Outcome:
         started = time.perf_counter()
+        # Compliance details read by an attempt that lost a state conflict, by alert id: the
+        # retry raises the same alert and does not ask Intune again.
+        read: dict[str, ComplianceDetails] = {}
         for _ in range(MAX_CONFLICT_RETRIES):
             try:
-                outcome = await self._attempt(change)
+                outcome = await self._attempt(change, read)
             except StateConflict:
                 logs.event(
                     log,
@@ -228,7 +248,7 @@ class Pipeline:
         # table keys follow it, whatever spelling the source used.
         return replace(facts, device={**facts.device, "id": change.device_id})
 
-    async def _attempt(self, change: DeviceChange) -> Outcome:
+    async def _attempt(self, change: DeviceChange, read: dict[str, ComplianceDetails]) -> Outcome:
         state = await self._store.get_state(change.device_id)
         if state is not None and state.pending_alert:
             state = await self.publish_pending(state, change.correlation_id)
@@ -299,6 +319,7 @@ class Pipeline:
                 correlation_id=change.correlation_id,
                 event_source=self._event_source,
             )
+            alert = await self._with_compliance(alert, transition, evaluation, managed, read)
         record = record_of(observation, version, digest)
         alert_id = alert["id"] if alert else None
         try:
@@ -323,6 +344,33 @@ class Pipeline:
         return Outcome(
             change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
         )
+
+    async def _with_compliance(
+        self,
+        alert: dict[str, Any],
+        transition: Transition,
+        evaluation: Evaluation,
+        managed: ManagedDeviceSnapshot | None,
+        read: dict[str, ComplianceDetails],
+    ) -> dict[str, Any]:
+        """The alert with the device's failing compliance policies and settings, read before the
+        alert goes into the outbox: a redelivery republishes what was stored, never a second read
+        that could say something else (docs/reliability.md)."""
+        managed_id = compliance_details_for(transition, evaluation, managed)
+        if self._compliance is None or managed_id is None:
+            return alert
+        details = read.get(alert["id"])
+        if details is None:
+            details = read[alert["id"]] = await self._compliance(managed_id)
+            logs.event(
+                log,
+                "compliance_details_read",
+                device_id=alert["data"]["device"]["objectId"],
+                alert_id=alert["id"],
+                failing_settings=len(details.failing_settings),
+                unavailable=details.unavailable,
+            )
+        return with_compliance(alert, details)
 
     async def _predecessor(self, device: DeviceSnapshot) -> PreviousVerdict | None:
         """What devicemon last knew of this device under another object id, the same deviceId

@@ -8,6 +8,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.core.compliance_details import ComplianceDetails
+from shared.core.events import explained_by_compliance
 from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 from shared.views.fleet import Counts, DayPoint, FleetSummary, record_os_label
 
@@ -70,15 +72,35 @@ def history_json(row: HistoryRow, pending_alert_id: str | None = None) -> dict[s
     }
 
 
+def compliance_target(record: DeviceRecord) -> str | None:
+    """The Intune managed device id whose failing compliance policies and settings say why this
+    device is ineligible, or None when Intune has nothing to explain (read for that one device,
+    when asked about it)."""
+    if record.eligible or record.deleted or not record.managed_device_id:
+        return None
+    if not explained_by_compliance(record.reasons, record.warnings):
+        return None
+    return record.managed_device_id
+
+
 def device_detail_json(
-    state: StateRow, history: list[HistoryRow], truncated: bool
+    state: StateRow,
+    history: list[HistoryRow],
+    truncated: bool,
+    compliance: ComplianceDetails | None = None,
 ) -> dict[str, Any]:
+    """`compliance`, when given: the failing policies and settings with a sentence and a fix
+    each (an unknown setting as Intune names it), or why Intune could not be read; the same
+    shape as an alert's data.compliance."""
     pending = pending_alert_id(state)
-    return {
+    out = {
         "device": {**state_json(state), "pendingAlertId": pending},
         "history": [history_json(r, pending) for r in history],
         "historyTruncated": truncated,
     }
+    if compliance is not None:
+        out["compliance"] = compliance.to_json()
+    return out
 
 
 def counts_json(counts: Counts) -> dict[str, Any]:

@@ -9,6 +9,8 @@ import json
 import pytest
 
 from cli import errors
+from local.graphsim.admin import SimAdmin
+from local.graphsim.compliance_states import set_policy_states
 from tests.cli.conftest import devicemon
 from tests.cli.seed import ELIGIBLE, INELIGIBLE, TWINS, Fleet
 
@@ -161,3 +163,79 @@ async def test_fleet_filters_narrow_what_is_counted(
     assert json.loads(android.out)["summary"]["devices"] == 1
     assert bad.code == errors.USAGE
     assert "--reason must be one of" in bad.err
+
+
+# --- failing compliance settings, read from Intune for the device shown (issue 16) -------------
+
+POLICY_STATES_ROUTE = "/deviceManagement/managedDevices/{id}/deviceCompliancePolicyStates"
+BASELINE_ID = "3b7c9d2e-5f41-4a8b-9c6d-7e8f9a0b1c2d"
+# deviceCompliancePolicyState list example's shape (microsoft-graph-docs-contrib), BitLocker off.
+BITLOCKER_OFF = [
+    {
+        "id": BASELINE_ID,
+        "displayName": "Windows 11 security baseline",
+        "state": "nonCompliant",
+        "platformType": "windows10AndLater",
+        "settingStates": [
+            {"setting": "Windows10CompliancePolicy.BitLockerEnabled", "state": "nonCompliant"},
+            {"setting": "Windows10CompliancePolicy.ContosoNewCheck", "state": "error"},
+            {"setting": "Windows10CompliancePolicy.SecureBootEnabled", "state": "compliant"},
+        ],
+    }
+]
+
+
+async def managed_id_of(capsys: pytest.CaptureFixture[str], env: dict[str, str], name: str) -> str:
+    result = await devicemon(capsys, env, "device", name, "--json")
+    return str(json.loads(result.out)["device"]["managedDeviceId"])
+
+
+async def test_device_names_the_failing_compliance_settings_with_their_fix(
+    capsys: pytest.CaptureFixture[str], fleet: Fleet, fleet_env: dict[str, str], fleet_sim: SimAdmin
+) -> None:
+    set_policy_states(
+        fleet_sim, await managed_id_of(capsys, fleet_env, "LAPTOP-0042"), BITLOCKER_OFF
+    )
+
+    text = await devicemon(capsys, fleet_env, "device", "LAPTOP-0042")
+    body = json.loads((await devicemon(capsys, fleet_env, "device", "LAPTOP-0042", "--json")).out)
+
+    assert text.code == errors.OK, text.err
+    section = text.out[text.out.index("Failing compliance settings") : text.out.index("Timeline")]
+    assert "BitLocker drive encryption is off" in section
+    assert "Fix: Turn on BitLocker" in section
+    assert "policy 'Windows 11 security baseline'" in section
+    # Unknown to devicemon: shown as Intune names it.
+    assert (
+        "Intune could not evaluate the setting Windows10CompliancePolicy.ContosoNewCheck" in section
+    )
+    assert "SecureBoot" not in section
+    assert [s["setting"] for s in body["compliance"]["failingSettings"]] == [
+        "Windows10CompliancePolicy.BitLockerEnabled",
+        "Windows10CompliancePolicy.ContosoNewCheck",
+    ]
+
+
+async def test_device_without_the_permission_says_what_is_missing(
+    capsys: pytest.CaptureFixture[str], fleet: Fleet, fleet_env: dict[str, str], fleet_sim: SimAdmin
+) -> None:
+    fleet_sim.add_fault(status=403, count=1, code="Forbidden", route=POLICY_STATES_ROUTE)
+
+    result = await devicemon(capsys, fleet_env, "device", "LAPTOP-0042")
+
+    assert result.code == errors.OK, result.err
+    assert "not read from Intune (permission_missing)" in result.out
+    assert "DeviceManagementConfiguration.Read.All" in result.out
+
+
+async def test_an_eligible_or_otherwise_ineligible_device_does_not_ask_intune(
+    capsys: pytest.CaptureFixture[str], fleet: Fleet, fleet_env: dict[str, str], fleet_sim: SimAdmin
+) -> None:
+    fleet_sim.reset_requests()
+
+    eligible = await devicemon(capsys, fleet_env, "device", fleet.ids["SHARED-PC#2"], "--json")
+    disabled = await devicemon(capsys, fleet_env, "device", "CAD-WS-11", "--json")
+
+    assert "compliance" not in json.loads(eligible.out)
+    assert "compliance" not in json.loads(disabled.out)
+    assert not any("CompliancePolicyStates" in r for r in fleet_sim.requests()["routes"])

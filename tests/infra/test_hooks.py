@@ -17,6 +17,7 @@ ROLE_IDS = {
     "Device.Read.All": "role-device-read",
     "Policy.Read.All": "role-policy-read",
     "DeviceManagementManagedDevices.Read.All": "role-intune-read",
+    "DeviceManagementConfiguration.Read.All": "role-intune-config-read",
     "DeviceManagementManagedDevices.PrivilegedOperations.All": "role-intune-privileged",
     "User.Read.All": "role-user-read",
 }
@@ -281,12 +282,14 @@ def test_grant_graph_refuses_permissions_it_does_not_know() -> None:
 READ = "Device.Read.All"
 POLICIES = "Policy.Read.All"
 INTUNE = "DeviceManagementManagedDevices.Read.All"
+# Intune's compliance policy states, for the failing settings of a lost alert (issue 16).
+CONFIG = "DeviceManagementConfiguration.Read.All"
 PRIVILEGED = "DeviceManagementManagedDevices.PrivilegedOperations.All"
 # What the identity must end up with: privileged operations only when remediation really acts.
 EXPECTED_PERMISSIONS = [
-    ("off", True, {READ, INTUNE, POLICIES}),
-    ("dry-run", True, {READ, INTUNE, POLICIES}),
-    ("on", True, {READ, INTUNE, PRIVILEGED, POLICIES}),
+    ("off", True, {READ, INTUNE, CONFIG, POLICIES}),
+    ("dry-run", True, {READ, INTUNE, CONFIG, POLICIES}),
+    ("on", True, {READ, INTUNE, CONFIG, PRIVILEGED, POLICIES}),
     ("off", False, {READ, POLICIES}),
     ("dry-run", False, {READ, POLICIES}),
     ("on", False, {READ, PRIVILEGED, POLICIES}),
@@ -335,7 +338,7 @@ def test_turning_remediation_off_prunes_the_privileged_permission() -> None:
     for mode in ("dry-run", "off"):
         ctx, _ = make(deployed_env(GRAPH_APP_ROLES=app_roles_output(mode, True)), azure)
         assert hooks.grant_graph(ctx, prune=True) == 0
-        assert granted(azure) == {READ, POLICIES, INTUNE}
+        assert granted(azure) == {READ, POLICIES, INTUNE, CONFIG}
 
 
 # --- postprovision -----------------------------------------------------------------------------

@@ -268,7 +268,8 @@ def test_graph_permissions_follow_the_features() -> None:
         "concat([Device.Read.All, Policy.Read.All], intuneAppRoles, remediationAppRoles)"
     )
     assert bicep.render(variables["intuneAppRoles"]["value"]) == (
-        "(intuneEnabled ? [DeviceManagementManagedDevices.Read.All] : [])"
+        "(intuneEnabled ? [DeviceManagementManagedDevices.Read.All, "
+        "DeviceManagementConfiguration.Read.All] : [])"
     )
     # Privileged operations (remediation actions) only when remediation is on, not in dry-run.
     assert bicep.render(variables["remediationAppRoles"]["value"]) == (

@@ -25,6 +25,7 @@ from shared.consumers.noise_cards import (
 from shared.consumers.teams_cards import (
     CARD_VERSION,
     MAX_MESSAGE_BYTES,
+    MAX_SETTINGS,
     MassSummary,
     alert_card,
     entra_url,
@@ -34,6 +35,12 @@ from shared.consumers.teams_cards import (
 )
 from shared.core import explain
 from shared.core.alert_view import AlertView, parse_alert
+from shared.core.compliance_details import (
+    UNAVAILABLE_REASONS,
+    ComplianceDetails,
+    parse_policy_states,
+    unavailable,
+)
 from tests.alert_helpers import T0, make_alert
 
 SCHEMA = json.loads(
@@ -395,3 +402,93 @@ def test_sink_rejects_what_workflows_would() -> None:
     assert shape_error({"attachments": [{"contentType": "x"}]}) is not None
     card = alert_card(view())
     assert shape_error({"type": "message", "attachments": [{"contentType": "x", "content": card}]})
+
+
+# --- failing compliance policies and settings (issue 16) ---------------------------------------
+
+BASELINE_ID = "3b7c9d2e-5f41-4a8b-9c6d-7e8f9a0b1c2d"
+
+
+def policy_states(*settings: tuple[str, str]) -> dict[str, Any]:
+    """A deviceCompliancePolicyStates answer in the documented shape (its list example)."""
+    return {
+        "value": [
+            {
+                "@odata.type": "#microsoft.graph.deviceCompliancePolicyState",
+                "id": BASELINE_ID,
+                "displayName": "Windows 11 security baseline",
+                "state": "nonCompliant",
+                "platformType": "windows10AndLater",
+                "version": 2,
+                "settingCount": len(settings),
+                "settingStates": [
+                    {
+                        "@odata.type": "microsoft.graph.deviceCompliancePolicySettingState",
+                        "setting": name,
+                        "settingName": name.rsplit(".", 1)[-1],
+                        "state": state,
+                        "errorCode": 0,
+                    }
+                    for name, state in settings
+                ],
+            }
+        ]
+    }
+
+
+def with_details(details: ComplianceDetails, **kwargs: Any) -> AlertView:
+    alert = make_alert(**kwargs)
+    alert["data"]["compliance"] = details.to_json()
+    return parse_alert(alert)
+
+
+def test_a_lost_card_names_the_failing_setting_its_fix_and_its_policy() -> None:
+    details = parse_policy_states(
+        policy_states(
+            ("Windows10CompliancePolicy.BitLockerEnabled", "nonCompliant"),
+            ("Windows10CompliancePolicy.SecureBootEnabled", "compliant"),
+        )
+    )
+    card = alert_card(with_details(details))
+    check(card)
+    words = texts(card)
+    assert "Failing compliance settings" in words
+    assert "BitLocker drive encryption is off" in words
+    assert "Fix: Turn on BitLocker" in words
+    assert "Windows 11 security baseline" in words
+    assert "Windows10CompliancePolicy.BitLockerEnabled" in words
+    assert "Secure Boot" not in words  # met: not failing
+    assert "BitLocker drive encryption is off" in card["fallbackText"]
+
+
+def test_an_unknown_setting_is_shown_as_intune_names_it() -> None:
+    details = parse_policy_states(
+        policy_states(("Windows10CompliancePolicy.ContosoNewCheck", "nonCompliant"))
+    )
+    words = texts(alert_card(with_details(details)))
+    assert "The device does not meet the setting Windows10CompliancePolicy.ContosoNewCheck" in words
+
+
+def test_many_failing_settings_are_cut_and_counted_and_the_card_stays_small() -> None:
+    names = [f"Windows10CompliancePolicy.Custom{n}{HUGE}" for n in range(40)]
+    details = parse_policy_states(policy_states(*((n, "error") for n in names)))
+    card = alert_card(with_details(details, name=HUGE))
+    check(card)
+    assert f"…and {40 - MAX_SETTINGS} more" in texts(card)
+
+
+@pytest.mark.parametrize("reason", UNAVAILABLE_REASONS)
+def test_when_intune_could_not_be_read_the_card_says_why(reason: str) -> None:
+    card = alert_card(
+        with_details(unavailable(reason, "grant DeviceManagementConfiguration.Read.All"))
+    )
+    check(card)
+    assert f"Not read from Intune ({reason})" in texts(card)
+    assert "open the device in Intune" in texts(card)
+    if reason == "permission_missing":
+        assert "DeviceManagementConfiguration.Read.All" in texts(card)
+
+
+def test_a_restored_card_and_an_alert_without_details_have_no_compliance_section() -> None:
+    assert "Failing compliance" not in texts(alert_card(view()))
+    assert "Failing compliance" not in texts(alert_card(with_details(ComplianceDetails())))

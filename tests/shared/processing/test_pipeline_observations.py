@@ -124,7 +124,12 @@ async def test_a_known_device_is_read_with_its_intune_record_in_one_round_trip(
     outcome = await pipeline.process(hint(device["id"]))
 
     assert outcome.transition is Transition.LOST
-    assert routes(sim) == {"GET /devices/{id}": 1, "GET /deviceManagement/managedDevices": 1}
+    # A loss for compliance also reads the device's failing policies, once (issue 16).
+    assert routes(sim) == {
+        "GET /devices/{id}": 1,
+        "GET /deviceManagement/managedDevices": 1,
+        "GET /deviceManagement/managedDevices/{id}/deviceCompliancePolicyStates": 1,
+    }
 
 
 async def test_a_partial_item_with_no_snapshot_to_merge_onto_is_reread(
