@@ -147,7 +147,7 @@ def _hide_evolved(policy: dict[str, Any]) -> dict[str, Any]:
         shown: list[Any] = []
         for value in values:
             item = SENTINEL if value in evolved else value
-            if item not in shown or item != SENTINEL:
+            if item != SENTINEL or SENTINEL not in shown:
                 shown.append(item)
         assert isinstance(parent, dict)
         parent[path[-1]] = shown

@@ -143,3 +143,15 @@ def test_the_admin_refuses_an_undocumented_state_and_reads_back(sim: SimAdmin) -
     assert bad.value.status == 400
     stored = set_ca_policies(sim, [RISK_POLICY], page_size=2)
     assert stored["policies"] == [RISK_POLICY] and stored["pageSize"] == 2
+
+
+async def test_a_sentinel_is_sent_once_for_an_evolved_member_beside_it(
+    sim: SimAdmin, graph: GraphJson
+) -> None:
+    both = copy.deepcopy(RISK_POLICY)
+    both["grantControls"]["builtInControls"] = ["riskRemediation", "unknownFutureValue", "mfa"]
+    set_ca_policies(sim, [both])
+    [plain] = (await graph.get("/identity/conditionalAccess/policies"))["value"]
+    [opted] = (await graph.get("/identity/conditionalAccess/policies", headers=PREFER))["value"]
+    assert plain["grantControls"]["builtInControls"] == ["unknownFutureValue", "mfa"]
+    assert opted["grantControls"]["builtInControls"] == both["grantControls"]["builtInControls"]
