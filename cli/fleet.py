@@ -1,4 +1,5 @@
-"""`devicemon fleet`: eligibility by join type, OS and reason; `--ineligible` lists the devices."""
+"""`devicemon fleet`: eligibility by join type, OS and reason; `--ineligible` lists the devices,
+`--stale` the ones with no recent sign-in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from cli.errors import NOT_FOUND, OK, USAGE, CliError
 from cli.output import Console, clean, plural, table, when, wrap
 from shared.adapters.store import DeviceStore
 from shared.core import explain
-from shared.core.records import StateRow
+from shared.core.records import DeviceRecord, StateRow
 from shared.views.device_json import iso, state_json, summary_json
 from shared.views.fleet import (
     Counts,
@@ -20,6 +21,7 @@ from shared.views.fleet import (
     FleetSummary,
     display_name,
     record_os_label,
+    stale,
     summarize,
 )
 
@@ -106,6 +108,24 @@ def render_ineligible(states: list[StateRow], console: Console) -> list[str]:
     return lines
 
 
+def render_stale(records: list[DeviceRecord], console: Console) -> list[str]:
+    lines = ["", console.bold(f"Stale devices: no sign-in for STALE_SIGN_IN_DAYS ({len(records)})")]
+    if not records:
+        return [*lines, "  none"]
+    rows = [
+        [
+            clean(display_name(r), 32),
+            explain.join_type(r.join_type),
+            record_os_label(r),
+            "eligible" if r.eligible else "INELIGIBLE",
+            r.object_id,
+        ]
+        for r in records
+    ]
+    lines.append(table(["NAME", "JOIN TYPE", "OS", "VERDICT", "OBJECT ID"], rows))
+    return lines
+
+
 DEVICE_CSV = [
     "objectId",
     "displayName",
@@ -170,14 +190,18 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
         if wanted.matches(s.record)
     ]
     summary = summarize(s.record for s in states)
-    listed = ineligible_rows(states) if args.ineligible else []
+    unfit = ineligible_rows(states) if args.ineligible else []
+    by_id = {s.record.object_id: s for s in states}
+    unused = [by_id[r.object_id] for r in stale(s.record for s in states)] if args.stale else []
+    # A device both ineligible and stale is one row of a machine-readable list.
+    listed = unfit + [s for s in unused if s not in unfit]
     if args.format == "json":
         body: dict[str, object] = {"summary": summary_json(summary)}
-        if args.ineligible:
+        if args.ineligible or args.stale:
             body["devices"] = [state_json(s) for s in listed]
         console.json(body)
     elif args.format == "csv":
-        if args.ineligible:
+        if args.ineligible or args.stale:
             console.csv(DEVICE_CSV, (device_csv_row(s) for s in listed))
         else:
             console.csv(
@@ -187,7 +211,9 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
     else:
         lines = render_summary(summary, console)
         if args.ineligible:
-            lines += render_ineligible(listed, console)
+            lines += render_ineligible(unfit, console)
+        if args.stale:
+            lines += render_stale([s.record for s in unused], console)
         for line in lines:
             console.say(line)
     return OK
@@ -210,6 +236,11 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--ineligible", action="store_true", help="list the ineligible devices")
+    parser.add_argument(
+        "--stale",
+        action="store_true",
+        help="list the devices with no sign-in for STALE_SIGN_IN_DAYS (clean-up candidates)",
+    )
     parser.add_argument("--join-type", help="entra_joined, hybrid_joined, registered or unknown")
     parser.add_argument("--reason", help="only devices with this reason code, e.g. NOT_COMPLIANT")
     parser.add_argument("--os", help="OS prefix, e.g. 'Windows 11' or 'Windows 10.0.19045'")

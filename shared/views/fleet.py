@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from shared.core.models import JoinType, Reason
+from shared.core.models import JoinType, Reason, Warning_
 from shared.core.os_names import os_label
 from shared.core.records import DeviceRecord, HistoryRow
 
@@ -94,6 +94,14 @@ def summarize(records: Iterable[DeviceRecord]) -> FleetSummary:
 def ineligible(records: Iterable[DeviceRecord]) -> list[DeviceRecord]:
     """Ineligible devices by name (case-insensitive), then object id."""
     found = [r for r in records if not r.eligible]
+    return sorted(found, key=lambda r: (display_name(r).casefold(), r.object_id))
+
+
+def stale(records: Iterable[DeviceRecord]) -> list[DeviceRecord]:
+    """Devices with no sign-in for STALE_SIGN_IN_DAYS (never under 21: docs/reason-codes.md), by
+    name: candidates for clean-up, eligible or not. Listed for operators to review, never
+    alerted on: staleness is a warning and does not change eligibility."""
+    found = [r for r in records if Warning_.STALE_SIGN_IN.value in r.warnings and not r.deleted]
     return sorted(found, key=lambda r: (display_name(r).casefold(), r.object_id))
 
 
