@@ -24,6 +24,7 @@ import httpx
 from local import demo_modes
 from local import stack as local_stack
 from local.graphsim.admin import AsyncSimAdmin
+from local.graphsim.compliance_states import set_policy_states
 from local.ports import free_port
 from local.teams_sink import TeamsSink, demo_env, print_new_cards, print_remediation, wait_for_cards
 
@@ -155,6 +156,54 @@ async def build_tenant(sim: AsyncSimAdmin) -> dict[str, dict[str, Any]]:
     return devices
 
 
+# LAPTOP-0042's compliance policy states once BitLocker is off, in the documented shape of
+# deviceCompliancePolicyState and deviceCompliancePolicySettingState (microsoft-graph-docs-contrib,
+# intune-deviceconfig-devicecompliancepolicysettingstate.md): the Windows policy fails on
+# BitLockerEnabled (device health attestation) and the rest of it is met.
+WINDOWS_POLICY_ID = "9c1f0d2e-4b3a-4c5d-8e7f-0a1b2c3d4e5f"
+
+
+def windows_policy(bitlocker: str) -> list[dict[str, Any]]:
+    state = "compliant" if bitlocker == "compliant" else "nonCompliant"
+    return [
+        {
+            "id": WINDOWS_POLICY_ID,
+            "displayName": "Windows 11 - company devices",
+            "state": state,
+            "platformType": "windows10AndLater",
+            "version": 4,
+            "settingStates": [
+                {
+                    "setting": "Windows10CompliancePolicy.BitLockerEnabled",
+                    "settingName": "BitLockerEnabled",
+                    "state": bitlocker,
+                    "currentValue": "false" if bitlocker != "compliant" else "true",
+                    "userPrincipalName": "adele.vance@contoso.example",
+                    "sources": [
+                        {"id": WINDOWS_POLICY_ID, "displayName": "Windows 11 - company devices"}
+                    ],
+                },
+                {"setting": "Windows10CompliancePolicy.SecureBootEnabled", "state": "compliant"},
+                {"setting": "Windows10CompliancePolicy.OsMinimumVersion", "state": "compliant"},
+            ],
+        }
+    ]
+
+
+def describe_compliance(data: dict[str, Any]) -> str:
+    """The failing settings an alert carries (or why Intune could not be read), one line each."""
+    compliance = data.get("compliance")
+    if not compliance:
+        return ""
+    gone = compliance.get("unavailable")
+    if gone:
+        return f"    {dim('compliance details not read: ' + gone['reason'])}\n"
+    return "".join(
+        f"    failing: {s['sentence']} {dim('Fix: ' + s['fix'])}\n"
+        for s in compliance.get("failingSettings", [])
+    )
+
+
 def describe_alert(alert: dict[str, Any]) -> str:
     data = alert["data"]
     device = data["device"]
@@ -168,6 +217,7 @@ def describe_alert(alert: dict[str, Any]) -> str:
     return (
         f"  {head} {bold(device['displayName'] or device['objectId'])} ({where}) {why}\n"
         + (f"    {summary}\n" if lost and summary else "")
+        + describe_compliance(data)
         + (f"    {dim('previous object ' + before + ' was eligible')}\n" if before else "")
         + f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
     )
@@ -315,10 +365,13 @@ async def scenario(
         laptop, hr, surface, kiosk = (
             devices[n] for n in ("LAPTOP-0042", "DESKTOP-HR-07", "SURFACE-SALES-3", "KIOSK-LOBBY")
         )
+
+        async def bitlocker_off() -> None:
+            await set_policy_states(sim, laptop["managedId"], windows_policy("nonCompliant"))
+            await sim.patch_managed_device(laptop["managedId"], complianceState="noncompliant")
+
         await step(
-            "Intune marks LAPTOP-0042 noncompliant (BitLocker turned off)",
-            sim.patch_managed_device(laptop["managedId"], complianceState="noncompliant"),
-            1,
+            "Intune marks LAPTOP-0042 noncompliant (BitLocker turned off)", bitlocker_off(), 1
         )
         await step(
             "DESKTOP-HR-07 loses its hybrid join (re-registered as an Entra registered device)",
@@ -363,9 +416,14 @@ async def scenario(
             replay_storm(),
             0,
         )
+
+        async def bitlocker_on() -> None:
+            await set_policy_states(sim, laptop["managedId"], windows_policy("compliant"))
+            await sim.patch_managed_device(laptop["managedId"], complianceState="compliant")
+
         await step(
-            "LAPTOP-0042 is fixed: Intune reports it compliant again",
-            sim.patch_managed_device(laptop["managedId"], complianceState="compliant"),
+            "LAPTOP-0042 is fixed (BitLocker on): Intune reports it compliant again",
+            bitlocker_on(),
             1,
         )
         await step(

@@ -178,7 +178,14 @@ def describe_card(card: dict[str, Any]) -> str:
         a.get("title", "") for a in card.get("actions", []) if a.get("type") == "Action.OpenUrl"
     ]
     suffix = f"  [{' | '.join(links)}]" if links else ""
-    return " ".join(lines) + suffix
+    # A lost card for compliance names what fails and the fix (teams_cards.compliance_blocks).
+    texts = [b.get("text", "") for b in card.get("body", []) if b.get("type") == "TextBlock"]
+    fixes = [
+        f"\n      {texts[i - 1].strip('*')} {texts[i]}"
+        for i in range(1, len(texts))
+        if texts[i].startswith("Fix: ")
+    ][:1]
+    return " ".join(lines) + suffix + "".join(fixes)
 
 
 def demo_env(sink: TeamsSink, hook: str = "demo") -> dict[str, str]:

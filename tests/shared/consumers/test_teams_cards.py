@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from local.teams_sink import shape_error
+from local.teams_sink import describe_card, shape_error
 from shared.consumers.noise import Flip
 from shared.consumers.noise_cards import (
     FLAP_CAUSES,
@@ -459,6 +459,9 @@ def test_a_lost_card_names_the_failing_setting_its_fix_and_its_policy() -> None:
     assert "Windows10CompliancePolicy.BitLockerEnabled" in words
     assert "Secure Boot" not in words  # met: not failing
     assert "BitLocker drive encryption is off" in card["fallbackText"]
+    # The demo's one-line view of the card names the setting and the fix too.
+    assert "BitLocker drive encryption is off" in describe_card(card)
+    assert "Fix: Turn on BitLocker" in describe_card(card)
 
 
 def test_an_unknown_setting_is_shown_as_intune_names_it() -> None:
