@@ -4,12 +4,14 @@ evaluating a device with what the timer stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from handlers.tenant_settings import refresh_tenant_settings
+from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.store import make_service
@@ -22,7 +24,7 @@ from shared.adapters.tenant_settings import (
 from shared.core.changes import DeviceChange
 from shared.core.models import Source, Warning_
 from shared.core.tenant_settings import DEFAULT, KEPT, READ, TenantSettings
-from shared.runtime import Runtime
+from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from tests.graph_helpers import add_device
 
@@ -155,3 +157,36 @@ async def test_a_device_is_evaluated_under_the_tenant_threshold_and_a_change_of_
 
     warnings = await _evaluate(settings, device["id"])
     assert Warning_.INTUNE_CHECKIN_STALE.value not in warnings
+
+
+async def test_the_timer_declared_in_function_app_runs_in_the_dev_host(
+    runtime: Runtime,
+    sim: SimAdmin,
+    book: TenantSettingsBook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TENANT_SETTINGS_SCHEDULE", "0 30 3 * * *")
+    set_tenant_settings(sim, checkin_threshold_days=12, secure_by_default=True)
+    use_runtime(runtime)
+    try:
+        async with DevHost(
+            "function_app:app",
+            port=0,
+            only={"timer"},
+            host_json={"version": "2.0", "functions": ["refresh_tenant_settings"]},
+        ) as host:
+            assert await host.trigger("refresh_tenant_settings")
+            stored = await _eventually_read(book)
+    finally:
+        use_runtime(None)
+    assert (stored.checkin_threshold_days, stored.secure_by_default) == (12, True)
+
+
+async def _eventually_read(book: TenantSettingsBook) -> TenantSettings:
+    """The stored settings once the timer has written them (it runs on the host's task)."""
+    for _ in range(300):
+        stored = (await book.load()).settings
+        if stored.status == READ:
+            return stored
+        await asyncio.sleep(0.1)
+    raise AssertionError("the timer did not store the settings")
