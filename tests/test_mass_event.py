@@ -45,6 +45,10 @@ SCHEMA = json.loads(
 # Each scenario moves 200 devices through baseline, loss and recovery on two shared cores.
 pytestmark = pytest.mark.timeout(420)
 FLEET = int(os.environ.get("MASS_FLEET", "200"))
+# The delta path queues a whole round at once, like the notification path, and is bound by the
+# same 32 sessions: 100 devices already keep every session busy three times over, at half the
+# suite time. `make chaos` moves 200 devices through the sync under faults (docs/reliability.md).
+SYNC_FLEET = int(os.environ.get("MASS_SYNC_FLEET", "100"))
 
 
 @pytest.fixture
@@ -216,18 +220,18 @@ async def test_200_devices_disabled_at_once_by_notification_then_enabled(
     assert len(sink.cards("mass")) <= 2 * rt.settings.teams_mass_threshold + 10
 
 
-async def test_200_devices_noncompliant_at_once_found_by_the_delta_sync(
+async def test_100_devices_losing_hybrid_join_at_once_found_by_the_delta_sync(
     host: DevHost, mass_runtime: Runtime, sim: SimAdmin, stack
 ) -> None:
     rt = mass_runtime
-    ids = await baseline(host, rt, sim, FLEET)
+    ids = await baseline(host, rt, sim, SYNC_FLEET)
     await take_alerts(stack, rt)
 
     await asyncio.to_thread(
         sim.patch_devices, [{"id": i, "trustType": "Workplace"} for i in ids], False
     )
     result = await (await rt.delta_sync()).run("mass")
-    assert result.outcome == "completed" and result.changes >= FLEET, result
+    assert result.outcome == "completed" and result.changes >= SYNC_FLEET, result
     await eventually(lambda: settled(rt, ids, False))
     lost = await expect_alerts(stack, rt, ids, "lost")
     assert {a["data"]["detection"]["source"] for a in lost} == {"sync"}
