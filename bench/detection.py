@@ -12,8 +12,9 @@ the instant the simulator was told of the change to the alert's enqueued time on
 - Delta alone: no subscription; the dev host runs the sync timer on a shortened schedule (every
   `tick` seconds instead of every minute). The figure at the default cadence is derived, per
   change, by stretching its wait for the next tick to the minute: wait x 60/tick + the measured
-  tick-to-alert time. That holds as long as a round's work does not grow with the cadence,
-  which it does not here (a round carries the changes of one tick).
+  tick-to-alert time. That keeps each round's measured work: at the minute, the same rate of
+  changes puts six times as many in one round, which the processor's evaluations/s (the mass
+  event of bench/alerts.py) turn into the extra seconds docs/performance.md states.
 """
 
 from __future__ import annotations
