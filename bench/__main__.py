@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--detection-changes", type=int, default=200)
     parser.add_argument("--detection-spread", type=float, default=60.0)
     parser.add_argument("--detection-tick", type=int, default=10, help="shortened sync cadence (s)")
-    parser.add_argument("--sync-devices", type=int, default=100_000)
+    parser.add_argument("--sync-devices", type=int, default=20_000, help="100000 for the figures")
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--naive-devices", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=50)
