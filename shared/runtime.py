@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from shared.consumers.remediation_log import RemediationLog
     from shared.consumers.teams import TeamsClient, TeamsNotifier
     from shared.consumers.teams_store import TeamsStore
+    from shared.core.compliance_details import ComplianceDetails
     from shared.core.tenant_settings import TenantSettings
     from shared.processing.pipeline import Pipeline
     from shared.retry import RetryPolicy
@@ -159,9 +160,38 @@ class Runtime:
                     ),
                     tenant=await self._tenant_settings(),
                     event_source=s.event_source,
-                    compliance=lambda managed_id: read_compliance_details(graph_json, managed_id),
+                    compliance=self._noting_permission(
+                        lambda managed_id: read_compliance_details(graph_json, managed_id)
+                    ),
                 )
         return self._pipeline
+
+    def _noting_permission(
+        self, read: Callable[[str], Awaitable[ComplianceDetails]]
+    ) -> Callable[[str], Awaitable[ComplianceDetails]]:
+        """The compliance details reader, recording whether Graph allowed the read, so that
+        /api/health can name a missing permission instead of alerts quietly lacking details."""
+
+        async def reading(managed_id: str) -> ComplianceDetails:
+            from shared.core.compliance_details import PERMISSION_MISSING
+            from shared.core.models import utc_now
+
+            details = await read(managed_id)
+            if details.unavailable in (None, PERMISSION_MISSING):
+                try:
+                    await (await self.bookkeeping()).note_compliance_read(
+                        details.unavailable is None, utc_now(), details.detail
+                    )
+                except Exception as exc:  # the alert matters more than the health mark
+                    logs.event(
+                        log,
+                        "permission_mark_failed",
+                        level=logging.WARNING,
+                        error=type(exc).__name__,
+                    )
+            return details
+
+        return reading
 
     async def _tenant_settings(self) -> Callable[[], Awaitable[TenantSettings]]:
         """The tenant's stored Intune compliance settings, reloaded every few minutes."""

@@ -1,6 +1,7 @@
-"""The DevicemonSync table: the delta sync's cursor and lease, and the Graph subscription's record.
+"""The DevicemonSync table: the delta sync's cursor and lease, the Graph subscription's record, and
+whether the optional compliance details read is allowed.
 
-Two rows, both ETag-guarded. Columns are documented in docs/tables.md.
+The first two rows are ETag-guarded. Columns are documented in docs/tables.md.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from shared.adapters.table_adapter import TableAdapter
 
 SYNC_KEY = ("sync", "devices")
 SUBSCRIPTION_KEY = ("subscription", "devices")
+COMPLIANCE_READ_KEY = ("permissions", "complianceDetails")
 
 
 class LeaseLost(Exception):
@@ -128,6 +130,16 @@ class SubscriptionRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class PermissionMark:
+    """What the last Graph read that needs an optional permission found: `granted` or `missing`
+    (Graph answered 403). Health turns `missing` into a problem that names the permission."""
+
+    status: str = ""  # empty: never tried
+    at: datetime | None = None
+    detail: str = ""
+
+
 class Bookkeeping(TableAdapter):
     async def _put(self, entity: dict[str, Any], etag: str | None) -> str:
         """Create, or replace if unchanged since read; LeaseLost when someone else wrote it."""
@@ -187,3 +199,25 @@ class Bookkeeping(TableAdapter):
             fresh = await self._get(*SUBSCRIPTION_KEY)
             return SubscriptionRecord.from_entity(fresh)
         return replace(record, etag=etag)
+
+    async def compliance_read_permission(self) -> PermissionMark:
+        entity = await self._get(*COMPLIANCE_READ_KEY)
+        if entity is None:
+            return PermissionMark()
+        return PermissionMark(
+            str(entity.get("Status") or ""), entity.get("At"), str(entity.get("Detail") or "")
+        )
+
+    async def note_compliance_read(self, granted: bool, at: datetime, detail: str = "") -> None:
+        """Record whether the last compliance details read was allowed. Last writer wins: each
+        lost compliance alert reads once, so this is one small upsert per such alert."""
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": COMPLIANCE_READ_KEY[0],
+                "RowKey": COMPLIANCE_READ_KEY[1],
+                "Status": "granted" if granted else "missing",
+                "At": at,
+                "Detail": detail[:4000],
+            },
+            mode=UpdateMode.REPLACE,
+        )

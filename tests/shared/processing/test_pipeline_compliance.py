@@ -108,6 +108,7 @@ async def test_a_noncompliant_device_alert_names_the_failing_policy_and_setting(
     assert "unavailable" not in compliance
     assert props["failingSettings"] == 1
     assert compliance_reads(sim) == 1  # one device, one read
+    assert (await (await runtime.bookkeeping()).compliance_read_permission()).status == "granted"
 
 
 async def test_error_and_unknown_settings_are_carried_as_intune_names_them(
@@ -153,6 +154,10 @@ async def test_without_the_permission_the_alert_says_why_and_is_still_sent(
     assert "DeviceManagementConfiguration.Read.All" in compliance["unavailable"]["detail"]
     assert "failingSettings" not in props
     assert alert["data"]["current"]["reasons"] == ["NOT_COMPLIANT", "NOT_HYBRID_JOINED"]
+    # Health's evidence that the permission is missing (shared/views/health.py names it).
+    mark = await (await runtime.bookkeeping()).compliance_read_permission()
+    assert mark.status == "missing"
+    assert "DeviceManagementConfiguration.Read.All" in mark.detail
 
 
 async def test_other_losses_and_restores_do_not_read_intune(
