@@ -131,6 +131,10 @@ class StateRow:
     pending_alert: str = ""
     etag: str | None = None
     snapshot: str = ""
+    # The failing compliance policies and settings the last lost alert carried (its
+    # data.compliance, JSON), kept while the device stays ineligible: the report shows them
+    # without reading Intune for every ineligible device.
+    compliance_details: str = ""
 
     def entity(self) -> dict[str, Any]:
         return {
@@ -141,6 +145,7 @@ class StateRow:
             "LastTransitionAt": self.last_transition_at,
             "PendingAlert": self.pending_alert,
             "Snapshot": self.snapshot,
+            "ComplianceDetails": self.compliance_details,
         }
 
     @classmethod
@@ -153,6 +158,7 @@ class StateRow:
             pending_alert=str(entity.get("PendingAlert") or ""),
             etag=metadata.get("etag"),
             snapshot=str(entity.get("Snapshot") or ""),
+            compliance_details=str(entity.get("ComplianceDetails") or ""),
         )
 
     def without_pending(self) -> StateRow:
@@ -225,9 +231,16 @@ def next_state(
     transition: Transition,
     pending_alert: str,
     snapshot: str = "",
+    compliance_details: str = "",
 ) -> StateRow:
-    """The state row after `record`; keeps the previous ETag so the write is optimistic."""
+    """The state row after `record`; keeps the previous ETag so the write is optimistic.
+
+    `compliance_details` is what this version's alert said of compliance; without an alert the
+    previous version's words stay while the device is still ineligible (they are gone once it
+    is eligible: nothing fails any more)."""
     moved = transition in (Transition.FIRST_SEEN, Transition.LOST, Transition.RESTORED)
+    if not compliance_details and not moved and previous is not None and not record.eligible:
+        compliance_details = previous.compliance_details
     return StateRow(
         record=record,
         last_transition=transition.value if moved or previous is None else previous.last_transition,
@@ -236,6 +249,7 @@ def next_state(
         else previous.last_transition_at,
         pending_alert=pending_alert,
         etag=previous.etag if previous else None,
+        compliance_details=compliance_details,
     ).with_snapshot(snapshot)
 
 

@@ -334,9 +334,15 @@ class Pipeline:
             raise
         if alert is not None:
             await self._outbox.hold(change.device_id, alert["id"], alert["type"], observed_at)
+        compliance = alert["data"].get("compliance") if alert else None
         committed = await self._store.commit_state(
             next_state(
-                state, record, transition, json.dumps(alert) if alert else "", facts.to_json()
+                state,
+                record,
+                transition,
+                json.dumps(alert) if alert else "",
+                facts.to_json(),
+                json.dumps(compliance) if compliance else "",
             )
         )
         if alert is not None:

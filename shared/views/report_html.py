@@ -13,11 +13,13 @@ readers': the page does not show it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from html import escape
 
 from shared.core import explain
+from shared.core.compliance_details import ComplianceDetails
 from shared.core.records import StateRow
 from shared.views.fleet import Counts, DayPoint, FleetSummary, display_name, record_os_label
 from shared.views.report_chart import chart
@@ -50,6 +52,7 @@ code { font: 12px ui-monospace, SFMono-Regular, Consolas, monospace; background:
 a.code { text-decoration: none; color: inherit; }
 a.code:hover code { text-decoration: underline; }
 td.codes a + a { margin-left: 4px; }
+ul.settings { margin: 4px 0 0; padding-left: 16px; font-size: 0.9em; }
 td, th { overflow-wrap: break-word; }
 td.when { white-space: nowrap; }
 .soon { color: var(--bad); font-weight: 600; }
@@ -203,6 +206,29 @@ def most_recently_lost(states: list[StateRow]) -> list[StateRow]:
     return sorted(by_name, key=lambda s: _aware(s.last_transition_at), reverse=True)
 
 
+MAX_SETTINGS_SHOWN = 3
+
+
+def failing_settings_html(state: StateRow) -> str:
+    """What the lost alert said failed in Intune (DeviceState.ComplianceDetails): the setting in
+    words and its fix, so the reader need not open Intune; unknown settings as Intune names them."""
+    if not state.compliance_details:
+        return ""
+    try:
+        details = ComplianceDetails.from_json(json.loads(state.compliance_details))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""  # an unreadable cell must not cost the reader the whole report
+    if details.unavailable is not None:
+        return f'<div class="settings"><small>{_e(details.detail)}</small></div>'
+    shown = details.failing_settings[:MAX_SETTINGS_SHOWN]
+    if not shown:
+        return ""
+    items = "".join(f"<li>{_e(f.sentence)} <small>{_e(f.fix)}</small></li>" for f in shown)
+    more = len(details.failing_settings) - len(shown)
+    tail = f"<li><small>…and {more} more failing settings</small></li>" if more > 0 else ""
+    return f'<ul class="settings">{items}{tail}</ul>'
+
+
 def ineligible_table(states: list[StateRow]) -> str:
     if not states:
         return '<h2 id="ineligible-devices">Ineligible devices</h2><p>None.</p>'
@@ -213,7 +239,7 @@ def ineligible_table(states: list[StateRow]) -> str:
         rows.append(
             f'<tr class="device">{_device_cell(state)}'
             f'<td class="when" data-label="ineligible since">{_e(_when(state.last_transition_at))}</td>'
-            f'<td class="codes" data-label="why">{codes}</td>'
+            f'<td class="codes" data-label="why">{codes}{failing_settings_html(state)}</td>'
             f'<td class="minor" data-label="join type">{_e(explain.join_type(r.join_type))}</td>'
             f'<td class="minor" data-label="OS">{_e(record_os_label(r))}</td>'
             f'<td class="minor" data-label="compliance">{_e(explain.compliance(r.compliance))}</td>'

@@ -109,6 +109,9 @@ async def test_a_noncompliant_device_alert_names_the_failing_policy_and_setting(
     assert props["failingSettings"] == 1
     assert compliance_reads(sim) == 1  # one device, one read
     assert (await (await runtime.bookkeeping()).compliance_read_permission()).status == "granted"
+    # Kept with the state while the device stays ineligible: the report shows it without a read.
+    stored = await (await runtime.store()).get_state(device["id"])
+    assert stored is not None and json.loads(stored.compliance_details) == compliance
 
 
 async def test_error_and_unknown_settings_are_carried_as_intune_names_them(

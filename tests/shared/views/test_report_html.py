@@ -216,3 +216,53 @@ def test_chart_labels_today_and_scales_to_the_axis() -> None:
     svg = chart(series)
     assert svg.count(">29 Nov<") == 1
     assert ">6</text>" in svg and ">3</text>" in svg  # 5 devices a day: axis to 6
+
+
+def _with_details(compliance: dict[str, object]) -> ReportData:
+    from dataclasses import replace
+    from json import dumps
+
+    failing = replace(
+        state(ineligible(display_name="LAPTOP-0042")), compliance_details=dumps(compliance)
+    )
+    return ReportData(summarize([failing.record]), [failing], [], NOW)
+
+
+def test_an_ineligible_device_shows_the_failing_settings_its_alert_named() -> None:
+    # The alert's data.compliance as docs/alerts.md documents it, stored with the state row.
+    setting = {
+        "setting": "Windows10CompliancePolicy.BitLockerEnabled",
+        "state": "nonCompliant",
+        "policyId": "p1",
+        "policyName": "Windows 11 security baseline",
+        "sentence": "BitLocker drive encryption is off.",
+        "fix": "Turn on BitLocker for the system drive.",
+    }
+    unknown = {**setting, "setting": "Contoso.NewCheck", "sentence": "Contoso.NewCheck fails."}
+    page = render(
+        _with_details(
+            {
+                "failingPolicies": [{"id": "p1", "displayName": "b", "state": "nonCompliant"}],
+                "failingSettings": [setting, unknown, setting, setting, setting],
+            }
+        )
+    )
+    assert page.count("BitLocker drive encryption is off.") == 2  # three shown of five
+    assert "Turn on BitLocker for the system drive." in page
+    assert "Contoso.NewCheck fails." in page  # unknown to devicemon, shown as Intune names it
+    assert "…and 2 more failing settings" in page
+
+
+def test_when_intune_could_not_be_read_the_report_says_why() -> None:
+    page = render(
+        _with_details({"unavailable": {"reason": "permission_missing", "detail": "grant <X>"}})
+    )
+    assert "grant &lt;X&gt;" in page
+
+
+def test_an_unreadable_details_cell_costs_nothing_but_the_details() -> None:
+    from dataclasses import replace
+
+    broken = replace(state(ineligible(display_name="LAPTOP-7")), compliance_details="{not json")
+    page = render(ReportData(summarize([broken.record]), [broken], [], NOW))
+    assert "LAPTOP-7" in page and 'class="settings"' not in page
