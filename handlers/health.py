@@ -20,7 +20,7 @@ from handlers.responses import json_error
 from shared import logs
 from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, current
-from shared.views.health import Delivery, assess
+from shared.views.health import Delivery, PermissionCheck, assess
 
 log = logging.getLogger("devicemon.health")
 
@@ -93,6 +93,60 @@ async def _delivery(rt: Runtime, now: datetime) -> Delivery:
     )
 
 
+async def _permissions(rt: Runtime) -> tuple[PermissionCheck, ...]:
+    """The optional Graph permissions, as the last read that needed each found them. A read
+    never tried, or a record that cannot be read (a table not deployed yet), says nothing."""
+    from shared.adapters.ca_policies import CaPolicyStore, ReadStatus, table_name
+    from shared.adapters.tenant_settings import TenantSettingsBook
+    from shared.core.compliance_details import READ_PERMISSION
+    from shared.core.tenant_settings import READ
+
+    checks: list[PermissionCheck] = []
+    mark = await (await rt.bookkeeping()).compliance_read_permission()
+    if mark.status:
+        checks.append(
+            PermissionCheck(
+                READ_PERMISSION,
+                "lost alerts cannot name the failing compliance policies and settings",
+                mark.status == "missing",
+                mark.detail,
+                mark.at,
+            )
+        )
+    service = await rt.table_service()
+    try:
+        tenant = (await TenantSettingsBook(service, rt.settings.sync_table).load()).settings
+        if tenant.read_at is not None or "403" in tenant.note:
+            checks.append(
+                PermissionCheck(
+                    READ_PERMISSION,
+                    "the tenant's compliance validity period and default marking cannot be read "
+                    "(Intune's defaults are used)",
+                    tenant.status != READ and "403" in tenant.note,
+                    tenant.note,
+                    tenant.read_at,
+                )
+            )
+    except Exception as exc:
+        logs.event(log, "health_permission_unreadable", what="tenant", error=type(exc).__name__)
+    try:
+        policies = await CaPolicyStore(service, table_name(rt.settings)).load()
+        if policies is not None:
+            checks.append(
+                PermissionCheck(
+                    "Policy.Read.All",
+                    "the tenant's Conditional Access policies cannot be read "
+                    f"(CA_POLICY={rt.settings.policy.value} is used)",
+                    policies.status is ReadStatus.PERMISSION_MISSING,
+                    policies.detail,
+                    policies.read_at,
+                )
+            )
+    except Exception as exc:
+        logs.event(log, "health_permission_unreadable", what="policies", error=type(exc).__name__)
+    return tuple(checks)
+
+
 async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
     rt = runtime or current()
     now = datetime.now(UTC)
@@ -102,6 +156,7 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
             total, ineligible = await _device_counts(rt)
             sync, subscription = await books.sync_state(), await books.subscription()
             delivery = await _delivery(rt, now)
+            permissions = await _permissions(rt)
     except Exception as exc:
         # Table storage unreachable or frozen: devicemon cannot record anything right now.
         logs.event(log, "health_unavailable", level=logging.ERROR, error=type(exc).__name__)
@@ -116,6 +171,7 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
         devices=total,
         ineligible=ineligible,
         delivery=delivery,
+        permissions=permissions,
     )
     status = 503 if report["status"] == "unhealthy" else 200
     return func.HttpResponse(json.dumps(report), status_code=status, mimetype="application/json")

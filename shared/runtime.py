@@ -118,6 +118,12 @@ class Runtime:
                     self._tables_created = True
         return self._store
 
+    async def table_service(self) -> TableServiceClient:
+        """The one Table service client every table adapter of this runtime shares."""
+        await self.store()
+        assert self._tables is not None
+        return self._tables
+
     def graph_json(self) -> GraphJson:
         if self._graph_json is None:
             from shared.adapters.graph import GraphJson, make_client

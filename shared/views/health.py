@@ -48,6 +48,33 @@ class Delivery:
         return critical, degraded
 
 
+@dataclass(frozen=True, slots=True)
+class PermissionCheck:
+    """What the last Graph read needing an optional permission found. Without the permission
+    devicemon still detects and alerts, but says less: health names what is lost and the fix."""
+
+    permission: str
+    feature: str  # what devicemon cannot do without it, for people
+    missing: bool
+    detail: str = ""
+    checked_at: datetime | None = None
+
+    def problem(self) -> str:
+        return (
+            f"Graph permission {self.permission} is missing: {self.feature}. Grant it "
+            "(docs/deploy.md, `python infra/hooks/devicemon_hooks.py grant-graph`)"
+        )
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "permission": self.permission,
+            "feature": self.feature,
+            "status": "missing" if self.missing else "granted",
+            "detail": self.detail or None,
+            "checkedAt": _iso(self.checked_at),
+        }
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
@@ -127,11 +154,14 @@ def assess(
     devices: int | None,
     ineligible: int | None,
     delivery: Delivery | None = None,
+    permissions: tuple[PermissionCheck, ...] = (),
 ) -> dict[str, Any]:
     """healthy: sync fresh, notifications live, every alert delivered.
     degraded: devicemon still sees and reports every change, but late or at risk:
     notifications unavailable (refused, failing, expired, never set up), alerts pending past
     the sweep's age, failed attempts over the threshold, or a delivery signal unreadable.
+    A Graph permission that an optional feature needs and that Graph refused is degraded too:
+    alerts still flow, but say less than they should (which permission, and what is lost).
     unhealthy: changes may go unseen or unreported: the sync is stale or never succeeded, or
     messages sit in a dead-letter queue (nothing retries them without an operator)."""
     delivery = delivery or Delivery()
@@ -154,6 +184,7 @@ def assess(
     if abandoned:
         problems.append(abandoned)
     critical, degraded = delivery.problems()
+    degraded += [check.problem() for check in permissions if check.missing]
     problems = critical + problems + degraded
     if not sync_fresh or critical:
         status = "unhealthy"
@@ -166,6 +197,7 @@ def assess(
         "checkedAt": _iso(now),
         "problems": problems,
         "detection": detection,
+        "permissions": [check.report() for check in permissions],
         "sync": {
             "lastSuccessAt": _iso(sync.last_success_at),
             "lagSeconds": round(lag.total_seconds()) if lag is not None else None,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.bookkeeping import SubscriptionRecord, SyncState
-from shared.views.health import assess
+from shared.views.health import PermissionCheck, assess
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LIVE = SubscriptionRecord("sub-1", "active", expires_at=NOW + timedelta(days=2))
@@ -116,3 +116,39 @@ def test_detection_mode_explains_how_changes_arrive(
         "2026-11-29T11:57:00Z" if subscription.last_checked_at else None
     )
     assert ("delta sync alone" in detection["explanation"]) is (mode == "delta-only")
+
+
+GRANTED = PermissionCheck("Policy.Read.All", "policies cannot be read", missing=False)
+MISSING = PermissionCheck(
+    "DeviceManagementConfiguration.Read.All",
+    "lost alerts cannot name the failing compliance policies and settings",
+    missing=True,
+    detail="Graph refused the read (403)",
+    checked_at=NOW - timedelta(minutes=3),
+)
+
+
+@pytest.mark.parametrize(
+    ("permissions", "status"),
+    [((), "healthy"), ((GRANTED,), "healthy"), ((GRANTED, MISSING), "degraded")],
+)
+def test_a_missing_optional_permission_is_degraded_and_named(
+    permissions: tuple[PermissionCheck, ...], status: str
+) -> None:
+    report = assess(
+        SyncState(last_success_at=NOW),
+        LIVE,
+        now=NOW,
+        stale_after=timedelta(minutes=30),
+        devices=10,
+        ineligible=0,
+        permissions=permissions,
+    )
+    assert report["status"] == status
+    assert [p["status"] for p in report["permissions"]] == [
+        "missing" if p.missing else "granted" for p in permissions
+    ]
+    named = [p for p in report["problems"] if "DeviceManagementConfiguration.Read.All" in p]
+    assert len(named) == (1 if MISSING in permissions else 0)
+    if named:
+        assert "cannot name the failing compliance" in named[0] and "grant-graph" in named[0]
