@@ -121,6 +121,8 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "SYNC_SCHEDULE": "0 */1 * * * *",
         "SUBSCRIPTION_SCHEDULE": "0 0 */6 * * *",
         "SWEEP_SCHEDULE": "15 */1 * * * *",
+        "POLICY_SCHEDULE": "0 5 * * * *",
+        "TENANT_SETTINGS_SCHEDULE": "0 30 3 * * *",
     }
 
 
