@@ -95,7 +95,9 @@ async def exactly_once(stack: Stack, rt: Runtime, ids: list[str]) -> None:
     await nothing_lost(stack, rt)
 
 
-@pytest.mark.parametrize("component", ["broker", "azurite"])
+# Azurite stopped mid-run is the `azurite-stop` row of `make chaos` (200 devices, docs/
+# reliability.md); Table storage faults in the suite: tests/handlers/test_frozen_storage.py.
+@pytest.mark.parametrize("component", ["broker"])
 async def test_mass_event_survives_a_component_restart_mid_run(
     host: DevHost,
     mass_runtime: Runtime,

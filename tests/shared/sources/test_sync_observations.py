@@ -258,6 +258,9 @@ async def test_an_incremental_round_merges_partial_items_and_reads_only_what_int
         # isCompliant moved on the compliance device: its Intune record is read; the rename's
         # held record still holds.
         "GET /deviceManagement/managedDevices": 1,
+        # The lost alert names the failing compliance settings: one read, for that device only
+        # (docs/compliance-details.md).
+        "GET /deviceManagement/managedDevices/{id}/deviceCompliancePolicyStates": 1,
     }
     assert outcomes[losing["id"]].transition is Transition.LOST
     assert outcomes[renamed["id"]].transition is Transition.CHANGED
