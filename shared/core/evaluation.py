@@ -35,6 +35,10 @@ from shared.core.tenant_settings import (
     checkin_overdue,
 )
 
+# AT_RISK_LEAD_HOURS: the default warning lead before a deadline (issue 12: 72 h), and its bounds.
+DEFAULT_AT_RISK_LEAD_HOURS = 72
+MIN_AT_RISK_LEAD_HOURS = 1
+MAX_AT_RISK_LEAD_HOURS = 720
 # Intune's own first-party application id, as written in device.mdmAppId.
 INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
 # Every managementAgentType member of Graph v1.0 (microsoft-graph-docs-contrib
@@ -74,6 +78,8 @@ class EvaluationOptions:
     # The tenant's Intune compliance settings (shared/adapters/tenant_settings.py keeps them).
     tenant: TenantSettings | None = None
     checkin_warning_days: int = DEFAULT_CHECKIN_WARNING_DAYS
+    # How long before a known deadline an eligible device is reported at risk (AT_RISK_LEAD_HOURS).
+    at_risk_lead: timedelta = timedelta(hours=DEFAULT_AT_RISK_LEAD_HOURS)
 
     def tenant_settings(self) -> TenantSettings:
         if self.tenant is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.core.models import Policy, Reason, Warning_
+from shared.core.models import Policy, Reason, RiskReason, Warning_
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,13 @@ REASONS: dict[str, Explanation] = {
             "A registered device cannot be hybrid joined; it can still pass by being compliant "
             "if the policy accepts either.",
         ),
+        Explanation(
+            Reason.BLOCKED_BY_POLICY,
+            "blocked by a policy",
+            "An enforced Conditional Access policy whose grant is Block covers the device.",
+            "Check the blocking policy's scope (platforms, device filter) in the Entra admin "
+            "center; exclude the device there if the block is not meant for it.",
+        ),
     )
 }
 
@@ -160,6 +167,52 @@ WARNINGS: dict[str, Explanation] = {
             "Assign a compliance policy for the device's platform, or set 'Mark devices with no "
             "compliance policy assigned as' to Not compliant.",
         ),
+        Explanation(
+            Warning_.POLICY_NOT_UNDERSTOOD,
+            "policy not understood",
+            "An enforced Conditional Access policy could not be decided for this device (a "
+            "device filter or control devicemon does not understand): the CA_POLICY setting "
+            "decided instead.",
+            "Run `devicemon policies` to see what was not understood; keep CA_POLICY in step "
+            "with that policy meanwhile.",
+        ),
+    )
+}
+
+RISKS: dict[str, Explanation] = {
+    e.code: e
+    for e in (
+        Explanation(
+            RiskReason.GRACE_PERIOD_ENDING,
+            "grace period ending",
+            "Intune marks the device noncompliant but in its grace period; Entra still says "
+            "compliant until the grace period expires, then access ends.",
+            "Fix the failing compliance setting and sync the device before the deadline.",
+        ),
+        Explanation(
+            RiskReason.CHECKIN_OVERDUE,
+            "check-in overdue",
+            "The device has not checked in with Intune for most of the tenant's compliance "
+            "status validity period; when it runs out Intune marks the device noncompliant.",
+            "Get the device online and syncing with Intune (Company Portal, Settings > Accounts "
+            "> Access work or school > Sync) before the deadline.",
+        ),
+        Explanation(
+            RiskReason.COMPLIANCE_ERROR_PENDING,
+            "compliance error pending",
+            "Intune reports an error evaluating the device's compliance while Entra still says "
+            "compliant; a setting in error keeps its state up to seven days, then the device "
+            "turns noncompliant without a grace period.",
+            "Open the device's compliance in Intune and fix the setting in error before the "
+            "deadline.",
+        ),
+        Explanation(
+            RiskReason.INTUNE_ENTRA_MISMATCH,
+            "Intune says noncompliant",
+            "Intune marks the device noncompliant while Entra still says compliant: access "
+            "ends as soon as Entra catches up.",
+            "Fix the failing compliance setting now; sync the device so both agree.",
+        ),
     )
 }
 
@@ -208,6 +261,12 @@ def reason(code: str) -> Explanation:
 def warning(code: str) -> Explanation:
     return WARNINGS.get(code) or Explanation(
         code, code, "A warning code this version does not know.", "See docs/reason-codes.md."
+    )
+
+
+def risk(code: str) -> Explanation:
+    return RISKS.get(code) or Explanation(
+        code, code, "A risk code this version does not know.", "See docs/reason-codes.md."
     )
 
 

@@ -60,6 +60,8 @@ class Reason(StrEnum):
     NOT_JOINED = "NOT_JOINED"
     HYBRID_JOIN_PENDING = "HYBRID_JOIN_PENDING"
     COMPLIANCE_NOT_SUPPORTED = "COMPLIANCE_NOT_SUPPORTED"
+    # A policy whose grant is Block covers the device (policy mode only: shared/core/ca_policies.py).
+    BLOCKED_BY_POLICY = "BLOCKED_BY_POLICY"
 
 
 class Warning_(StrEnum):
@@ -74,6 +76,18 @@ class Warning_(StrEnum):
     GRACE_PERIOD_WITHOUT_ACCESS = "GRACE_PERIOD_WITHOUT_ACCESS"
     NOT_TARGETED = "NOT_TARGETED"
     NO_COMPLIANCE_POLICY = "NO_COMPLIANCE_POLICY"
+    # An enforced CA policy could not be decided for this device; the CA_POLICY setting decided.
+    POLICY_NOT_UNDERSTOOD = "POLICY_NOT_UNDERSTOOD"
+
+
+class RiskReason(StrEnum):
+    """Why an eligible device will lose eligibility unless something changes (shared/core/risk.py;
+    docs/reason-codes.md). Stable strings, like Reason."""
+
+    GRACE_PERIOD_ENDING = "GRACE_PERIOD_ENDING"
+    CHECKIN_OVERDUE = "CHECKIN_OVERDUE"
+    COMPLIANCE_ERROR_PENDING = "COMPLIANCE_ERROR_PENDING"
+    INTUNE_ENTRA_MISMATCH = "INTUNE_ENTRA_MISMATCH"
 
 
 class Transition(StrEnum):
@@ -84,6 +98,8 @@ class Transition(StrEnum):
     RESTORED = "restored"
     CHANGED = "changed"  # still ineligible or still eligible, but reasons/warnings/facts moved
     UNCHANGED = "unchanged"
+    AT_RISK = "at_risk"  # still eligible, but a risk episode began: it will lose access at a time
+    AT_RISK_CLEARED = "at_risk_cleared"  # still eligible, and the episode ended without a loss
 
 
 class Source(StrEnum):
@@ -92,6 +108,8 @@ class Source(StrEnum):
     NOTIFICATION = "notification"
     SYNC = "sync"
     REPLAY = "replay"
+    DEADLINE = "deadline"  # the deadline scheduler re-evaluating at a warning time or deadline
+    INTUNE_WATCH = "intune_watch"  # the Intune watch saw the managed device's facts move
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +161,42 @@ class ManagedDeviceSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicyRef:
+    """A Conditional Access policy named in a verdict: one the device fails (blocking, or failing
+    in report-only), the reasons it fails, and the conditions devicemon does not judge (users,
+    applications...) on which whether it applies to a sign-in still depends."""
+
+    policy_id: str
+    display_name: str
+    reasons: tuple[str, ...] = ()
+    conditional_on: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.policy_id,
+            "displayName": self.display_name,
+            "reasons": list(self.reasons),
+            "conditionalOn": list(self.conditional_on),
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> PolicyRef:
+        if not isinstance(value, dict):
+            raise ValueError(f"a policy reference must be an object: {value!r}")
+        return cls(
+            policy_id=str(value.get("id") or ""),
+            display_name=str(value.get("displayName") or ""),
+            reasons=tuple(str(r) for r in value.get("reasons") or ()),
+            conditional_on=tuple(str(c) for c in value.get("conditionalOn") or ()),
+        )
+
+
+# Evaluation.judged_by: who decided eligibility.
+JUDGED_BY_SETTING = "ca_policy_setting"  # the CA_POLICY setting
+JUDGED_BY_POLICIES = "ca_policies"  # the tenant's compiled Conditional Access policies
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     """The verdict on one observation of one device under one policy."""
 
@@ -158,6 +212,22 @@ class Evaluation:
     # device not compliant unless it checks in. Left out of the fingerprint: it moves with every
     # check-in, and only the INTUNE_CHECKIN_STALE warning it leads to is worth a history row.
     checkin_deadline: datetime | None = None
+    # Why an eligible device will lose eligibility (shared/core/risk.py), and the earliest known
+    # instant it does among the active risks (None when unknown, e.g. a mismatch alone).
+    risk_reasons: tuple[RiskReason, ...] = ()
+    deadline: datetime | None = None
+    # When the deadline scheduler must look again: a warning time, a deadline, or a follow-up
+    # after a passed one. Not in the fingerprint: a schedule alone is no history.
+    next_check: datetime | None = None
+    # When devicemon first saw Intune's record in error (not when Intune set it).
+    compliance_error_since: datetime | None = None
+    blocking_policies: tuple[PolicyRef, ...] = ()
+    report_only_failures: tuple[PolicyRef, ...] = ()
+    judged_by: str = JUDGED_BY_SETTING
+
+    @property
+    def at_risk(self) -> bool:
+        return bool(self.risk_reasons)
 
     def fingerprint_fields(self) -> tuple[object, ...]:
         return (
@@ -169,7 +239,22 @@ class Evaluation:
             tuple(r.value for r in self.reasons),
             tuple(w.value for w in self.warnings),
             self.grace_period_expires.isoformat() if self.grace_period_expires else None,
+            *self._risk_and_policy_fields(),
         )
+
+    def _risk_and_policy_fields(self) -> tuple[object, ...]:
+        # Appended only when set, so that a verdict without them keeps the digest rows stored
+        # before these fields existed carry (no spurious `changed` row after an upgrade).
+        fields = (
+            tuple(r.value for r in self.risk_reasons),
+            self.deadline.isoformat() if self.deadline else None,
+            self.compliance_error_since.isoformat() if self.compliance_error_since else None,
+            tuple((p.policy_id, p.reasons) for p in self.blocking_policies),
+            tuple((p.policy_id, p.reasons) for p in self.report_only_failures),
+            self.judged_by,
+        )
+        empty = ((), None, None, (), (), JUDGED_BY_SETTING)
+        return () if fields == empty else fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from shared.core.models import Observation, Transition
+from shared.core.models import JUDGED_BY_SETTING, Observation, PolicyRef, Transition
 
 STATE_ROW_KEY = "current"
 # History RowKeys count down from here so that a partition scan returns the newest row first.
@@ -27,6 +27,23 @@ def _join(values: tuple[str, ...]) -> str:
 
 def _split(value: Any) -> tuple[str, ...]:
     return tuple(v for v in str(value or "").split(",") if v)
+
+
+def policies_json(policies: tuple[PolicyRef, ...]) -> str:
+    """A JSON list of {"id","displayName","reasons","conditionalOn"}: the column and event form."""
+    return json.dumps([p.to_json() for p in policies]) if policies else ""
+
+
+def policies_of(value: Any) -> tuple[PolicyRef, ...]:
+    """The policies a column holds; an old row without the column, or an unreadable one, holds
+    none (the next evaluation writes them again)."""
+    if not value:
+        return ()
+    try:
+        items = json.loads(str(value))
+        return tuple(PolicyRef.from_json(item) for item in items)
+    except (ValueError, TypeError):
+        return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +73,19 @@ class DeviceRecord:
     source: str
     correlation_id: str
     fingerprint: str
+    # The risk episode and deadlines (shared/core/risk.py) and who judged eligibility; rows
+    # written before these columns existed read as none.
+    risk_reasons: tuple[str, ...] = ()
+    deadline: datetime | None = None
+    next_check: datetime | None = None
+    compliance_error_since: datetime | None = None
+    blocking_policies: tuple[PolicyRef, ...] = ()
+    report_only_failures: tuple[PolicyRef, ...] = ()
+    judged_by: str = JUDGED_BY_SETTING
+
+    @property
+    def at_risk(self) -> bool:
+        return bool(self.risk_reasons)
 
     def columns(self) -> dict[str, Any]:
         return {
@@ -81,6 +111,13 @@ class DeviceRecord:
             "Source": self.source,
             "CorrelationId": self.correlation_id,
             "Fingerprint": self.fingerprint,
+            "RiskReasons": _join(self.risk_reasons),
+            "Deadline": self.deadline,
+            "NextCheckAt": self.next_check,
+            "ComplianceErrorSince": self.compliance_error_since,
+            "BlockingPolicies": policies_json(self.blocking_policies),
+            "ReportOnlyFailures": policies_json(self.report_only_failures),
+            "JudgedBy": self.judged_by,
         }
 
     @classmethod
@@ -109,6 +146,13 @@ class DeviceRecord:
             source=str(row.get("Source") or ""),
             correlation_id=str(row.get("CorrelationId") or ""),
             fingerprint=str(row.get("Fingerprint") or ""),
+            risk_reasons=_split(row.get("RiskReasons")),
+            deadline=row.get("Deadline"),
+            next_check=row.get("NextCheckAt"),
+            compliance_error_since=row.get("ComplianceErrorSince"),
+            blocking_policies=policies_of(row.get("BlockingPolicies")),
+            report_only_failures=policies_of(row.get("ReportOnlyFailures")),
+            judged_by=str(row.get("JudgedBy") or JUDGED_BY_SETTING),
         )
 
 
@@ -222,6 +266,13 @@ def record_of(observation: Observation, version: int, fingerprint: str) -> Devic
         source=observation.source.value,
         correlation_id=observation.correlation_id,
         fingerprint=fingerprint,
+        risk_reasons=tuple(r.value for r in evaluation.risk_reasons),
+        deadline=evaluation.deadline,
+        next_check=evaluation.next_check,
+        compliance_error_since=evaluation.compliance_error_since,
+        blocking_policies=evaluation.blocking_policies,
+        report_only_failures=evaluation.report_only_failures,
+        judged_by=evaluation.judged_by,
     )
 
 
