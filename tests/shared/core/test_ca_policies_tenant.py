@@ -16,12 +16,17 @@ responses); devices in the shape of `device-list.md`. The expected verdicts foll
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from shared.core.ca_policies import compile_policies
 from shared.core.ca_verdicts import judge_device
+from shared.core.evaluation import EvaluationOptions, evaluate
+from shared.core.models import Warning_
+from shared.core.policy_eligibility import CompiledPolicySet, apply_policies
+from shared.core.snapshots import device_from_json
 
 ALL_USERS = {
     "includeUsers": ["All"],
@@ -319,3 +324,45 @@ def test_pending_and_disabled_devices_say_so() -> None:
     assert {v.reasons for v in pending} == {("HYBRID_JOIN_PENDING",), ("BLOCKED_BY_POLICY",)}
     disabled = judge_device(policies, DEVICES["disabled-saw"]).blocking_policies
     assert {v.reasons for v in disabled} == {("DEVICE_DISABLED",)}
+
+
+# device -> (eligible, reasons) once the policies decide (shared/core/policy_eligibility.py): a
+# device failing any enforced policy is ineligible for the union of their reasons; the SAW
+# fails none but CA13 cannot be decided, so the CA_POLICY setting decides (and says so).
+ELIGIBILITY: dict[str, tuple[bool, tuple[str, ...]]] = {
+    "hybrid-noncompliant": (False, ("NOT_COMPLIANT", "BLOCKED_BY_POLICY")),
+    "entra-compliant": (False, ("BLOCKED_BY_POLICY",)),
+    "entra-noncompliant": (False, ("NOT_COMPLIANT", "NOT_HYBRID_JOINED", "BLOCKED_BY_POLICY")),
+    "iphone": (False, ("BLOCKED_BY_POLICY",)),
+    "android-personal": (False, ("NOT_COMPLIANT", "NOT_JOINED", "BLOCKED_BY_POLICY")),
+    "mac": (False, ("BLOCKED_BY_POLICY",)),
+    "chromebook": (False, ("NOT_COMPLIANT", "NOT_JOINED", "BLOCKED_BY_POLICY")),
+    "saw": (True, ()),
+    "kiosk": (False, ("NOT_COMPLIANT", "NOT_HYBRID_JOINED", "BLOCKED_BY_POLICY")),
+    "pending-hybrid": (False, ("HYBRID_JOIN_PENDING", "BLOCKED_BY_POLICY")),
+    "disabled-saw": (False, ("DEVICE_DISABLED",)),
+}
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICES))
+def test_eligibility_of_every_device(name: str) -> None:
+    policies = CompiledPolicySet(tuple(compile_policies(POLICIES)), NOW)
+    snapshot = device_from_json(DEVICES[name])
+    base = evaluate(snapshot, None, EvaluationOptions(), NOW)
+    verdict = apply_policies(base, snapshot, DEVICES[name], policies)
+    blocking, report_only, undecided = EXPECTED[name]
+    assert (verdict.eligible, tuple(r.value for r in verdict.reasons)) == ELIGIBILITY[name]
+    assert numbers(verdict.blocking_policies) == blocking
+    assert numbers(verdict.report_only_failures) == report_only
+    decided_by_setting = not blocking and bool(undecided - {4, 12})
+    assert verdict.judged_by == ("ca_policy_setting" if decided_by_setting else "ca_policies")
+    assert (Warning_.POLICY_NOT_UNDERSTOOD in verdict.warnings) is decided_by_setting
+    # what devicemon does not judge travels with every blocking policy
+    conditions = {
+        ref.display_name: ref.conditional_on
+        for ref in (*verdict.blocking_policies, *verdict.report_only_failures)
+    }
+    admins = {"CA06 Admins only from SAW", "CA08 Admins MFA and compliant"}
+    assert all(conditions[n] == ("applications", "users") for n in admins & set(conditions))
+    assert all(conditions[n] == ("users",) for n in set(conditions) - admins)
