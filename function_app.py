@@ -74,6 +74,13 @@ async def refresh_ca_policies(timer: func.TimerRequest) -> None:
     await policies.policy_timer(timer)
 
 
+@app.timer_trigger(schedule="%DEADLINE_SCHEDULE%", arg_name="timer")
+async def run_deadlines(timer: func.TimerRequest) -> None:
+    from handlers import deadlines
+
+    await deadlines.deadline_timer(timer)
+
+
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     from handlers import health

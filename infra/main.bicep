@@ -174,6 +174,7 @@ var tableNames = [
   '${tablePrefix}PendingAlerts'
   '${tablePrefix}ProcessingFailures'
   '${tablePrefix}CaPolicies'
+  '${tablePrefix}DeviceDeadlines'
 ]
 
 // Least privilege in Graph too: Intune and remediation permissions only when those features are on.
@@ -305,6 +306,7 @@ module functionApp 'modules/functionapp.bicep' = {
       SWEEP_SCHEDULE: sweepSchedule
       POLICY_SCHEDULE: '0 5 * * * *'
       TENANT_SETTINGS_SCHEDULE: '0 30 3 * * *'
+      DEADLINE_SCHEDULE: '30 */1 * * * *'
       PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
       HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes
       HEALTH_MAX_FAILURES: healthMaxFailures

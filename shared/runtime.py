@@ -13,6 +13,7 @@ import importlib
 import logging
 import time
 from collections import defaultdict
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared import logs
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient
 
     from shared.adapters.bookkeeping import Bookkeeping
+    from shared.adapters.deadlines import DeadlineIndex
     from shared.adapters.failure_log import FailureLog
     from shared.adapters.graph import GraphDevices, GraphJson
     from shared.adapters.pending_alerts import PendingAlerts
@@ -46,9 +48,18 @@ log = logging.getLogger("devicemon.runtime")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self._retry = retry
+        # The time the pipeline judges by and the deadline timer runs at: tests and the demo
+        # pass the Graph simulator's tenant clock, so deadlines days away pass in seconds.
+        self._clock = clock
         self._service_bus: ServiceBusClient | None = None
         self._change_queue: ChangeQueue | None = None
         self._publisher: AlertPublisher | None = None
@@ -60,11 +71,19 @@ class Runtime:
         self._books: Bookkeeping | None = None
         self._pending: PendingAlerts | None = None
         self._failures: FailureLog | None = None
+        self._deadlines: DeadlineIndex | None = None
         self._tables_ready = asyncio.Lock()
         # Concurrent invocations ask for the same adapter at once: one builds it, the others
         # wait for that one instead of building (and leaking) their own.
         self._building: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._tables_created = False
+
+    def now(self) -> datetime:
+        if self._clock is not None:
+            return self._clock()
+        from shared.core.models import utc_now
+
+        return utc_now()
 
     def service_bus(self) -> ServiceBusClient:
         if self._service_bus is None:
@@ -233,6 +252,19 @@ class Runtime:
                 self._failures = failures
         return self._failures
 
+    async def deadlines(self) -> DeadlineIndex:
+        """When each device must be evaluated again (shared/adapters/deadlines.py)."""
+        async with self._building["deadlines"]:
+            if self._deadlines is None:
+                from shared.adapters.deadlines import DeadlineIndex
+
+                await self.store()
+                assert self._tables is not None
+                index = DeadlineIndex(self._tables, self.settings.deadlines_table)
+                await index.ensure_table()
+                self._deadlines = index
+        return self._deadlines
+
     async def bookkeeping(self) -> Bookkeeping:
         async with self._building["bookkeeping"]:
             if self._books is None:
@@ -306,6 +338,7 @@ class Runtime:
             self._books,
             self._pending,
             self._failures,
+            self._deadlines,
         ):
             if closeable is not None:
                 await closeable.close()

@@ -107,6 +107,10 @@ class Settings:
     def failures_table(self) -> str:
         return f"{self.table_prefix}ProcessingFailures"
 
+    @property
+    def deadlines_table(self) -> str:
+        return f"{self.table_prefix}DeviceDeadlines"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
