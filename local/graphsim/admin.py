@@ -178,6 +178,44 @@ class _AdminApi(Generic[R]):
     def delete_managed_device(self, managed_id: str) -> R:
         return self._call("DELETE", f"/managedDevices/{managed_id}")
 
+    # Intune's timeline on the tenant's clock (intune_timeline.py)
+    def enter_grace(
+        self, managed_id: str, expires: str | None = None, hours: float | None = None
+    ) -> R:
+        """Intune's grace schedule: `inGracePeriod` until `expires` (ISO; or `hours` from the
+        tenant's now; 72 h by default), compliant in Entra meanwhile, noncompliant after."""
+        body: dict[str, Any] = {"action": "grace", "expires": expires}
+        if hours is not None:
+            body["hours"] = hours
+        return self._call("POST", f"/managedDevices/{managed_id}/timeline", body)
+
+    def stop_checkins(self, managed_id: str) -> R:
+        """The device stops checking in: lastSyncDateTime stays, and past the tenant's validity
+        period (deviceComplianceCheckinThresholdDays) the device is noncompliant."""
+        return self._call(
+            "POST", f"/managedDevices/{managed_id}/timeline", {"action": "stopCheckins"}
+        )
+
+    def resume_checkins(self, managed_id: str) -> R:
+        """The device checks in now (and every ~8 h of the clock after); a validity lapse ends."""
+        body = {"action": "resumeCheckins"}
+        return self._call("POST", f"/managedDevices/{managed_id}/timeline", body)
+
+    def set_compliance_error(self, managed_id: str, since: str | None = None) -> R:
+        """A setting in Error since `since` (ISO; default now): Entra keeps its isCompliant,
+        and seven days after `since` the device is noncompliant."""
+        body = {"action": "error", "since": since}
+        return self._call("POST", f"/managedDevices/{managed_id}/timeline", body)
+
+    def comply(self, managed_id: str) -> R:
+        """The device is fixed: compliant, no grace period, nothing pending."""
+        return self._call("POST", f"/managedDevices/{managed_id}/timeline", {"action": "comply"})
+
+    def intune_timeline(self) -> R:
+        """{"now", "validityDays", "devices": [{"id", "complianceState", "lastSyncDateTime",
+        "checkingIn", "deadlines": {"grace"|"validity"|"error": iso}, "ended": {...}|null}]}"""
+        return self._call("GET", "/timeline")
+
     # faults
     def faults(self) -> R:
         return self._call("GET", "/faults")
@@ -285,8 +323,9 @@ class _AdminApi(Generic[R]):
     def advance_clock(
         self, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
     ) -> R:
-        """Move the tenant's clock forward: delta tokens expire after 7 days of it and
-        subscriptions past their expirationDateTime are deleted."""
+        """Move the tenant's clock forward: delta tokens expire after 7 days of it,
+        subscriptions past their expirationDateTime are deleted, and Intune's timeline moves
+        (check-ins, grace periods, validity period, Error: intune_timeline.py)."""
         body = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
         return self._call("POST", "/clock/advance", body)
 

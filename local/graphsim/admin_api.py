@@ -18,6 +18,8 @@ from .ca_policies import get_policies, put_policies
 from .compliance_states import get_states, put_states
 from .entities import EntityError
 from .faults import FaultRule
+from .intune_timeline import advance as advance_intune_timeline
+from .intune_timeline import get_timeline, post_timeline
 from .odata import parse_datetime
 from .runtime import Simulator, TenantRuntime
 from .tenant_settings import get_settings as get_tenant_settings
@@ -202,8 +204,11 @@ async def advance_clock(rt: TenantRuntime, request: web.Request) -> Any:
     if unknown or not body:
         raise EntityError(f"give one or more of {sorted(units)}")
     seconds = sum(float(body[name]) * factor for name, factor in units.items() if name in body)
+    before = rt.state.clock.now()
     rt.state.clock.advance(seconds)
     rt.subscriptions.hub.purge()
+    # Intune's timeline: check-ins, grace periods, validity period, Error (intune_timeline.py).
+    advance_intune_timeline(rt, before)
     return rt.state.clock.to_json()
 
 
@@ -269,6 +274,8 @@ def add_admin_routes(app: web.Application) -> None:
         ("PATCH", f"{t}/managedDevices/{{id}}", devices.patch_managed),
         ("DELETE", f"{t}/managedDevices/{{id}}", devices.delete_managed),
         ("PUT", f"{t}/managedDevices/{{id}}/compliancePolicyStates", put_states),
+        ("POST", f"{t}/managedDevices/{{id}}/timeline", post_timeline),
+        ("GET", f"{t}/timeline", get_timeline),
         ("GET", f"{t}/managedDevices/{{id}}/compliancePolicyStates", get_states),
         ("PUT", f"{t}/deviceManagement/settings", put_tenant_settings),
         ("GET", f"{t}/deviceManagement/settings", get_tenant_settings),

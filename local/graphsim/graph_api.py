@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import ca_policies, compliance_states, tenant_settings
+from . import ca_policies, compliance_states, intune_timeline, tenant_settings
 from .batch import run_batch
 from .delta import TokenError, list_page
 from .entities import DEVICE_KNOWN, DEVICE_TYPE, MANAGED_DEVICE_KNOWN, MANAGED_DEVICE_TYPE
@@ -420,6 +420,8 @@ ROUTES: dict[str, Route] = {
 async def dispatch(rt: TenantRuntime, req: GraphRequest) -> GraphResponse:
     """Route, account, inject faults, run. Used for top-level requests and batch items."""
     stats = rt.state.stats
+    # What Intune's clock has ended by now is visible to this request (intune_timeline.py).
+    intune_timeline.tick(rt)
     route, params, segment = resolve(req.path)
     if route is None:
         stats.routes[f"{req.method} (unknown)"] += 1
