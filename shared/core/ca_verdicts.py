@@ -34,9 +34,9 @@ from shared.core.ca_policies import (
     PolicyState,
     Requirement,
 )
+from shared.core.device_facts import compliance_of, hybrid_join_pending, join_type_of
 from shared.core.device_filter import NotUnderstood
 from shared.core.device_filter_eval import both, either, evaluate
-from shared.core.evaluation import compliance_of, hybrid_join_pending, join_type_of
 from shared.core.models import Compliance, JoinType, Reason
 from shared.core.snapshots import SnapshotError, device_from_json
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.core.device_facts import INTUNE_MDM_APP_ID
 from shared.core.device_filter import (
     NEGATIVE,
     PROPERTIES,
@@ -33,7 +34,6 @@ from shared.core.device_filter import (
     Or,
     Value,
 )
-from shared.core.evaluation import INTUNE_MDM_APP_ID
 
 
 @dataclass(frozen=True, slots=True)

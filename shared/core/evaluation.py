@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
+from shared.core.device_facts import (
+    INTUNE_MDM_APP_ID,
+    compliance_of,
+    hybrid_join_pending,
+    intune_state,
+    join_type_of,
+)
 from shared.core.models import (
     Compliance,
     DeviceSnapshot,
@@ -25,6 +34,8 @@ from shared.core.models import (
     Transition,
     Warning_,
 )
+from shared.core.policy_eligibility import CompiledPolicySet, apply_policies
+from shared.core.risk import assess, candidates, error_since
 from shared.core.scope import down_level_windows, hybrid_applies, targeted
 from shared.core.tenant_settings import (
     DEFAULT_CHECKIN_THRESHOLD_DAYS,
@@ -39,8 +50,6 @@ from shared.core.tenant_settings import (
 DEFAULT_AT_RISK_LEAD_HOURS = 72
 MIN_AT_RISK_LEAD_HOURS = 1
 MAX_AT_RISK_LEAD_HOURS = 720
-# Intune's own first-party application id, as written in device.mdmAppId.
-INTUNE_MDM_APP_ID = "0000000a-0000-0000-c000-000000000000"
 # Every managementAgentType member of Graph v1.0 (microsoft-graph-docs-contrib
 # `intune-devices-managementagenttype.md`), lower-cased, and who it says manages the device.
 MANAGEMENT_AGENTS: dict[str, Management] = {
@@ -62,11 +71,6 @@ MANAGEMENT_AGENTS: dict[str, Management] = {
 CO_MANAGEMENT_AGENTS = frozenset(
     agent for agent, management in MANAGEMENT_AGENTS.items() if management is Management.CO_MANAGED
 )
-_TRUST_TYPES = {
-    "azuread": JoinType.ENTRA_JOINED,
-    "serverad": JoinType.HYBRID_JOINED,
-    "workplace": JoinType.REGISTERED,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,22 +93,6 @@ class EvaluationOptions:
     def stale_after(self) -> timedelta:
         # Never below Microsoft's guidance, whatever a caller passes (settings refuse it too).
         return timedelta(days=max(self.stale_sign_in_days, MIN_STALE_SIGN_IN_DAYS))
-
-
-def join_type_of(device: DeviceSnapshot) -> JoinType:
-    return _TRUST_TYPES.get((device.trust_type or "").lower(), JoinType.UNKNOWN)
-
-
-def hybrid_join_pending(device: DeviceSnapshot) -> bool:
-    """Synced by Entra Connect but not registered yet: trustType ServerAd, a profileType other
-    than RegisteredDevice and no alternativeSecurityIds. Such a device "can't complete any ...
-    authentication requests, such as ... applying device-based Conditional Access policies"
-    (SupportArticles-docs `pending-devices.md`; entra-docs `how-to-hybrid-join-verify.yml`).
-    Judged only on what Graph sent: without profileType nothing says the join is pending."""
-    if join_type_of(device) is not JoinType.HYBRID_JOINED or device.profile_type is None:
-        return False
-    registered = device.profile_type.lower() == "registereddevice"
-    return not registered and not device.alternative_security_ids
 
 
 def management_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Management:
@@ -131,23 +119,6 @@ def compliance_workload(
     if managed.compliance_policy_by_intune is None:
         return None
     return "intune" if managed.compliance_policy_by_intune else "configuration_manager"
-
-
-def _intune_state(managed: ManagedDeviceSnapshot | None) -> str:
-    return (managed.compliance_state or "").lower() if managed else ""
-
-
-def compliance_of(device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None) -> Compliance:
-    """Compliance as Conditional Access sees it: Entra's isCompliant. Intune's grace period counts
-    only while Entra still says compliant; once isCompliant is false access has ended, whatever
-    Intune's record says."""
-    if device.is_compliant is True:
-        if _intune_state(managed) == "ingraceperiod":
-            return Compliance.IN_GRACE_PERIOD
-        return Compliance.COMPLIANT
-    if device.is_compliant is False:
-        return Compliance.NONCOMPLIANT
-    return Compliance.UNKNOWN
 
 
 def _compliance_reason(device: DeviceSnapshot) -> Reason | None:
@@ -194,7 +165,7 @@ def _intune_disagreements(
     device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None
 ) -> tuple[Warning_, ...]:
     """Where Intune's record and Entra's isCompliant (what CA reads) tell different stories."""
-    state = _intune_state(managed)
+    state = intune_state(managed)
     if state == "ingraceperiod" and device.is_compliant is not True:
         return (Warning_.GRACE_PERIOD_WITHOUT_ACCESS,)
     if state in ("error", "conflict") and device.is_compliant is True:
@@ -248,8 +219,58 @@ def evaluate(
     managed: ManagedDeviceSnapshot | None,
     options: EvaluationOptions,
     now: datetime,
+    *,
+    device_json: Mapping[str, Any] | None = None,
+    policies: CompiledPolicySet | None = None,
+    compliance_error_since: datetime | None = None,
 ) -> Evaluation:
-    """Decide whether the device passes the policy's device controls, and why not."""
+    """Decide whether the device passes the device controls, why not, and whether it is about
+    to stop passing them (shared/core/risk.py). With the device's Graph JSON and the tenant's
+    compiled policies, the policies decide (policy_eligibility.apply_policies), the CA_POLICY
+    setting otherwise. `compliance_error_since` is the previous record's: when devicemon first saw
+    Intune's record in error."""
+    judged = _judged(device, managed, options, now, device_json, policies)
+    since = error_since(managed, compliance_error_since, now)
+    if since is not None:
+        judged = replace(judged, compliance_error_since=since)
+    if not judged.eligible or Warning_.NOT_TARGETED in judged.warnings:
+        return judged
+    # Only a loss of compliance that would cost eligibility is a risk: judge the device as if
+    # Entra's isCompliant had turned false.
+    losing = replace(device, is_compliant=False)
+    losing_json = None if device_json is None else {**device_json, "isCompliant": False}
+    if _judged(losing, managed, options, now, losing_json, policies).eligible:
+        return judged
+    risks = candidates(
+        device, managed, judged.management, options.tenant_settings(), options.at_risk_lead, since
+    )
+    found = assess(risks, now)
+    return replace(
+        judged, risk_reasons=found.reasons, deadline=found.deadline, next_check=found.next_check
+    )
+
+
+def _judged(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    options: EvaluationOptions,
+    now: datetime,
+    device_json: Mapping[str, Any] | None,
+    policies: CompiledPolicySet | None,
+) -> Evaluation:
+    base = _by_setting(device, managed, options, now)
+    if device_json is None or policies is None:
+        return base
+    return apply_policies(base, device, device_json, policies)
+
+
+def _by_setting(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    options: EvaluationOptions,
+    now: datetime,
+) -> Evaluation:
+    """The verdict of the CA_POLICY setting's device controls."""
     policy = options.policy
     join_type = join_type_of(device)
     if device.deleted:
