@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.core import explain
-from shared.core.models import Policy, Reason
+from shared.core.models import Policy, Reason, RiskReason
 
 _COMPLIANCE_CODES = {
     Reason.NOT_COMPLIANT.value: "Intune marks it noncompliant",
@@ -124,6 +124,11 @@ def _disabled(origin: Origin) -> str:
 
 
 def _compliance(code: str, origin: Origin) -> str:
+    return _compliance_elsewhere(origin) or explain.reason(code).action
+
+
+def _compliance_elsewhere(origin: Origin) -> str | None:
+    """Where a device whose compliance Intune does not evaluate is fixed; None when it does."""
     if origin.management == "co_managed" and origin.compliance_workload == "configuration_manager":
         return (
             "The compliance workload of this co-managed device is with Configuration Manager: "
@@ -141,7 +146,7 @@ def _compliance(code: str, origin: Origin) -> str:
             f"Intune does not manage this device ({by}): enroll it in Intune so that its "
             "compliance can be reported."
         )
-    return explain.reason(code).action
+    return None
 
 
 def action(code: str, origin: Origin) -> str:
@@ -153,3 +158,14 @@ def action(code: str, origin: Origin) -> str:
     if code in (Reason.NOT_COMPLIANT, Reason.COMPLIANCE_UNKNOWN):
         return _compliance(code, origin)
     return explain.reason(code).action
+
+
+def risk_action(code: str, origin: Origin) -> str:
+    """What to do before the deadline about one risk (docs/reason-codes.md, Risks). A check-in
+    is Intune's own business (risk.py raises it only for devices Intune evaluates); the others
+    are fixed wherever the device's compliance is evaluated."""
+    if code != RiskReason.CHECKIN_OVERDUE:
+        elsewhere = _compliance_elsewhere(origin)
+        if elsewhere is not None:
+            return elsewhere
+    return explain.risk(code).action

@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from shared.core.advice import Origin, action, why
+from shared.core.advice import Origin, action, risk_action, why
 from shared.core.compliance_details import ComplianceDetails
 from shared.core.evaluation import classify, compliance_workload
 from shared.core.models import (
@@ -29,8 +29,16 @@ from shared.core.records import DeviceRecord
 EVENT_TYPES = {
     Transition.LOST: "devicemon.eligibility.lost",
     Transition.RESTORED: "devicemon.eligibility.restored",
+    Transition.AT_RISK: "devicemon.eligibility.at_risk",
+    Transition.AT_RISK_CLEARED: "devicemon.eligibility.at_risk_cleared",
 }
-SEVERITY = {Transition.LOST: "high", Transition.RESTORED: "info"}
+SEVERITY = {
+    Transition.LOST: "high",
+    Transition.RESTORED: "info",
+    Transition.AT_RISK: "warning",
+    Transition.AT_RISK_CLEARED: "info",
+}
+_RISK_EVENTS = (Transition.AT_RISK, Transition.AT_RISK_CLEARED)
 # A fixed namespace makes event ids reproducible across processes and redeliveries.
 EVENT_NAMESPACE = uuid.UUID("5b1f4c1e-8f0a-4a55-9d2c-6c0d3e1b7a10")
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
@@ -43,10 +51,19 @@ class PreviousVerdict:
     evaluated_at: datetime | None
     # Set when the verdict was held on another object for the same device (same deviceId).
     object_id: str | None = None
+    # The risk episode it was in: what an at_risk_cleared alert says went away.
+    risk_reasons: tuple[str, ...] = ()
+    deadline: datetime | None = None
 
 
 def verdict_of(record: DeviceRecord) -> PreviousVerdict:
-    return PreviousVerdict(record.eligible, record.reasons, record.evaluated_at)
+    return PreviousVerdict(
+        record.eligible,
+        record.reasons,
+        record.evaluated_at,
+        risk_reasons=record.risk_reasons,
+        deadline=record.deadline,
+    )
 
 
 def wants_predecessor(device: DeviceSnapshot, evaluation: Evaluation) -> bool:
@@ -83,7 +100,12 @@ def transition_of(
     of an ineligible object whose predecessor was eligible is a loss (the user had access on
     the old object and has none on the new one), and a device outside the policy's scope (its
     previous or its current verdict NOT_TARGETED) never moves eligibility: a deleted printer is
-    a change, not a lost alert."""
+    a change, not a lost alert.
+
+    A risk episode (shared/core/risk.py) opens with AT_RISK when an eligible device that was not
+    at risk is at risk, and closes with AT_RISK_CLEARED when it is eligible and no longer at risk;
+    a loss during the episode is LOST, with no clearing. A device restored straight into a risk
+    starts its episode without an at_risk: the restored alert carries its risks."""
     if previous is None:
         if predecessor is not None and predecessor.eligible and not evaluation.eligible:
             return Transition.LOST
@@ -91,7 +113,13 @@ def transition_of(
     warnings = [w.value for w in evaluation.warnings]
     if not (_targeted(previous.warnings) and _targeted(warnings)):
         return Transition.UNCHANGED if previous.fingerprint == digest else Transition.CHANGED
-    return classify(previous.eligible, previous.fingerprint, evaluation.eligible, digest)
+    moved = classify(previous.eligible, previous.fingerprint, evaluation.eligible, digest)
+    if moved in (Transition.CHANGED, Transition.UNCHANGED) and previous.eligible:
+        if evaluation.at_risk and not previous.at_risk:
+            return Transition.AT_RISK
+        if previous.at_risk and not evaluation.at_risk:
+            return Transition.AT_RISK_CLEARED
+    return moved
 
 
 def event_id(device_object_id: str, version: int, transition: Transition) -> str:
@@ -134,6 +162,28 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
+def _risk(
+    transition: Transition,
+    evaluation: Evaluation,
+    previous: PreviousVerdict,
+    lead: timedelta,
+    origin: Origin,
+) -> dict[str, Any]:
+    """data.risk: at_risk says which risks and when access ends; at_risk_cleared says which went
+    away (and the deadline they had)."""
+    if transition is Transition.AT_RISK:
+        reasons = [r.value for r in evaluation.risk_reasons]
+        deadline = evaluation.deadline
+    else:
+        reasons, deadline = list(previous.risk_reasons), previous.deadline
+    return {
+        "reasons": reasons,
+        "deadline": _iso(deadline),
+        "leadHours": max(1, round(lead.total_seconds() / 3600)),
+        "advice": [{"reason": code, "action": risk_action(code, origin)} for code in reasons],
+    }
+
+
 def build_alert(
     *,
     transition: Transition,
@@ -146,6 +196,7 @@ def build_alert(
     detected_at: datetime,
     correlation_id: str,
     event_source: str,
+    at_risk_lead: timedelta = timedelta(hours=72),
 ) -> dict[str, Any]:
     if transition not in EVENT_TYPES:
         raise ValueError(f"{transition} does not raise an alert")
@@ -158,7 +209,7 @@ def build_alert(
         compliance_workload=workload,
     )
     reasons = [r.value for r in evaluation.reasons]
-    return {
+    alert: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id(device.object_id, version, transition),
         "source": event_source,
@@ -195,6 +246,11 @@ def build_alert(
                 "warnings": [w.value for w in evaluation.warnings],
                 "compliance": evaluation.compliance.value,
                 "gracePeriodExpires": _iso(evaluation.grace_period_expires),
+                "riskReasons": [r.value for r in evaluation.risk_reasons],
+                "deadline": _iso(evaluation.deadline),
+                "blockingPolicies": [p.to_json() for p in evaluation.blocking_policies],
+                "reportOnlyFailures": [p.to_json() for p in evaluation.report_only_failures],
+                "judgedBy": evaluation.judged_by,
                 "summary": why(evaluation.policy.value, reasons),
                 "advice": [{"reason": code, "action": action(code, origin)} for code in reasons],
             },
@@ -208,6 +264,9 @@ def build_alert(
             "stateVersion": version,
         },
     }
+    if transition in _RISK_EVENTS:
+        alert["data"]["risk"] = _risk(transition, evaluation, previous, at_risk_lead, origin)
+    return alert
 
 
 def application_properties(alert: dict[str, Any]) -> dict[str, str | int]:
@@ -224,6 +283,12 @@ def application_properties(alert: dict[str, Any]) -> dict[str, str | int]:
         "policy": data["policy"],
         "deviceId": data["device"]["objectId"],
     }
+    risk = data.get("risk") or {
+        "reasons": data["current"].get("riskReasons") or [],
+        "deadline": data["current"].get("deadline"),
+    }
+    props["riskReasons"] = ",".join(risk["reasons"])
+    props["deadline"] = risk["deadline"] or ""
     settings = data.get("compliance", {}).get("failingSettings")
     if settings is not None:
         props["failingSettings"] = len(settings)

@@ -69,6 +69,8 @@ def test_lost_alert_validates_and_carries_the_filterable_properties() -> None:
         "reasons": "NOT_COMPLIANT,NOT_HYBRID_JOINED",
         "policy": "compliant_or_hybrid",
         "deviceId": "obj-1",
+        "riskReasons": "",
+        "deadline": "",
     }
 
 
