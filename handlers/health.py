@@ -18,9 +18,10 @@ import azure.functions as func
 
 from handlers.responses import json_error
 from shared import logs
+from shared.adapters.ca_policies import StoredPolicies
 from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, current
-from shared.views.health import Delivery, PermissionCheck, assess
+from shared.views.health import Delivery, EligibilityMode, PermissionCheck, assess
 
 log = logging.getLogger("devicemon.health")
 
@@ -93,10 +94,21 @@ async def _delivery(rt: Runtime, now: datetime) -> Delivery:
     )
 
 
-async def _permissions(rt: Runtime) -> tuple[PermissionCheck, ...]:
+async def _stored_policies(rt: Runtime) -> tuple[StoredPolicies | None, bool]:
+    """(the stored policy read, whether the table could be read at all)."""
+    from shared.adapters.ca_policies import CaPolicyStore, table_name
+
+    try:
+        return await CaPolicyStore(await rt.table_service(), table_name(rt.settings)).load(), True
+    except Exception as exc:  # a table not deployed yet: health says it cannot tell
+        logs.event(log, "health_permission_unreadable", what="policies", error=type(exc).__name__)
+        return None, False
+
+
+async def _permissions(rt: Runtime, policies: StoredPolicies | None) -> tuple[PermissionCheck, ...]:
     """The optional Graph permissions, as the last read that needed each found them. A read
     never tried, or a record that cannot be read (a table not deployed yet), says nothing."""
-    from shared.adapters.ca_policies import CaPolicyStore, ReadStatus, table_name
+    from shared.adapters.ca_policies import ReadStatus
     from shared.adapters.tenant_settings import TenantSettingsBook
     from shared.core.compliance_details import READ_PERMISSION
     from shared.core.tenant_settings import READ
@@ -129,21 +141,17 @@ async def _permissions(rt: Runtime) -> tuple[PermissionCheck, ...]:
             )
     except Exception as exc:
         logs.event(log, "health_permission_unreadable", what="tenant", error=type(exc).__name__)
-    try:
-        policies = await CaPolicyStore(service, table_name(rt.settings)).load()
-        if policies is not None:
-            checks.append(
-                PermissionCheck(
-                    "Policy.Read.All",
-                    "the tenant's Conditional Access policies cannot be read "
-                    f"(CA_POLICY={rt.settings.policy.value} is used)",
-                    policies.status is ReadStatus.PERMISSION_MISSING,
-                    policies.detail,
-                    policies.read_at,
-                )
+    if policies is not None:
+        checks.append(
+            PermissionCheck(
+                "Policy.Read.All",
+                "the tenant's Conditional Access policies cannot be read "
+                f"(CA_POLICY={rt.settings.policy.value} is used)",
+                policies.status is ReadStatus.PERMISSION_MISSING,
+                policies.detail,
+                policies.read_at,
             )
-    except Exception as exc:
-        logs.event(log, "health_permission_unreadable", what="policies", error=type(exc).__name__)
+        )
     return tuple(checks)
 
 
@@ -156,7 +164,8 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
             total, ineligible = await _device_counts(rt)
             sync, subscription = await books.sync_state(), await books.subscription()
             delivery = await _delivery(rt, now)
-            permissions = await _permissions(rt)
+            policies, readable = await _stored_policies(rt)
+            permissions = await _permissions(rt, policies)
     except Exception as exc:
         # Table storage unreachable or frozen: devicemon cannot record anything right now.
         logs.event(log, "health_unavailable", level=logging.ERROR, error=type(exc).__name__)
@@ -172,6 +181,11 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
         ineligible=ineligible,
         delivery=delivery,
         permissions=permissions,
+        eligibility=EligibilityMode(
+            rt.settings.eligibility_source, rt.settings.policy.value, policies
+        )
+        if readable
+        else None,
     )
     status = 503 if report["status"] == "unhealthy" else 200
     return func.HttpResponse(json.dumps(report), status_code=status, mimetype="application/json")

@@ -46,6 +46,13 @@ class Settings:
     # with "Require one of the selected controls" = compliant_or_hybrid (devicemon's default);
     # one ticked = compliant or hybrid (docs/reason-codes.md).
     policy: Policy = Policy.COMPLIANT_OR_HYBRID
+    # ELIGIBILITY_SOURCE: auto (the tenant's CA policies when they can be read, CA_POLICY
+    # otherwise), ca_policies (the same, health degraded while they cannot be read) or
+    # ca_policy_setting (CA_POLICY alone); docs/ca-policies.md.
+    eligibility_source: str = "auto"
+    # How long a worker keeps the policies it loaded; a policy change re-evaluates the fleet
+    # once that long has passed.
+    policy_cache_seconds: int = 300
     intune_enabled: bool = True
     graph_base_url: str = DEFAULT_GRAPH_URL
     graph_credential: str = "default"
@@ -128,6 +135,10 @@ class Settings:
             tables_endpoint=env.get(f"{TABLES_CONNECTION}__tableServiceUri") or None,
             table_prefix=_table_prefix(env.get("TABLE_PREFIX", "")),
             policy=_policy(env.get("CA_POLICY", Policy.COMPLIANT_OR_HYBRID.value)),
+            eligibility_source=_choice(
+                env, "ELIGIBILITY_SOURCE", "auto", {"auto", "ca_policies", "ca_policy_setting"}
+            ),
+            policy_cache_seconds=_int(env, "POLICY_CACHE_SECONDS", 300, 0, 3600),
             intune_enabled=_bool(env, "INTUNE_ENABLED", True),
             graph_base_url=env.get("GRAPH_BASE_URL", DEFAULT_GRAPH_URL).rstrip("/"),
             graph_credential=_choice(env, "GRAPH_CREDENTIAL", "default", {"default", "simulator"}),

@@ -135,6 +135,9 @@ class StoredPolicies:
     detail: str
     last_success_at: datetime | None
     policies: tuple[dict[str, Any], ...]
+    # What the fleet was last re-evaluated under (shared/sources/policy_change.py): the digest
+    # of the compiled policy set, or the fallback's mark; "" before any re-evaluation.
+    fleet_digest: str = ""
 
 
 def _chunks(policy: Mapping[str, Any]) -> dict[str, str]:
@@ -172,8 +175,17 @@ class CaPolicyStore(TableAdapter):
                 "Detail": read.detail[:4000],
                 "PolicyCount": len(read.policies),
                 "LastSuccessAt": last_success,
+                # Kept across reads: only a finished fleet re-evaluation moves it.
+                "FleetDigest": str(previous.get("FleetDigest") or "") if previous else "",
             },
             mode=UpdateMode.REPLACE,
+        )
+
+    async def mark_fleet(self, digest: str) -> None:
+        """Record that every known device was queued for re-evaluation under `digest`."""
+        await self._table.upsert_entity(
+            {"PartitionKey": STATUS_KEY[0], "RowKey": STATUS_KEY[1], "FleetDigest": digest},
+            mode=UpdateMode.MERGE,
         )
 
     async def _replace_policies(self, read: PolicyRead) -> None:
@@ -219,6 +231,7 @@ class CaPolicyStore(TableAdapter):
             detail=str(status.get("Detail") or ""),
             last_success_at=status.get("LastSuccessAt"),
             policies=tuple(_policy_of(row) for row in rows),
+            fleet_digest=str(status.get("FleetDigest") or ""),
         )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -228,6 +228,15 @@ class ChangeQueue:
         await self._pool.run(
             lambda sender: sender.schedule_messages(message, at), within=self._timeout
         )
+
+    async def schedule_all(self, changes: Sequence[DeviceChange], at: datetime) -> int:
+        """Enqueue `changes` to become visible at `at`, in one scheduling request."""
+        messages = [change_message(c) for c in changes]
+        if messages:
+            await self._pool.run(
+                lambda sender: sender.schedule_messages(messages, at), within=self._timeout
+            )
+        return len(messages)
 
     async def send_commands(self, commands: Iterable[Command]) -> int:
         messages = [command_message(c) for c in commands]

@@ -180,6 +180,13 @@ class DeviceStore:
         async for entity in self._state.list_entities(select=["Eligible"]):
             yield bool(entity.get("Eligible"))
 
+    async def live_device_ids(self) -> AsyncIterator[str]:
+        """The object id of every device not stored as deleted, reading two columns (for the
+        fleet re-evaluation after a policy change)."""
+        async for entity in self._state.list_entities(select=["PartitionKey", "Deleted"]):
+            if not entity.get("Deleted"):
+                yield str(entity["PartitionKey"])
+
     async def states(self) -> AsyncIterator[StateRow]:
         async for entity in self._state.list_entities():
             yield StateRow.from_entity(entity)

@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.adapters.bookkeeping import SubscriptionRecord, SyncState
+from shared.adapters.ca_policies import PERMISSION, StoredPolicies
+from shared.adapters.policy_source import EligibilitySource, in_force, understood
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,67 @@ class PermissionCheck:
             "detail": self.detail or None,
             "checkedAt": _iso(self.checked_at),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class EligibilityMode:
+    """What judges devices: the tenant's Conditional Access policies or the CA_POLICY setting,
+    from ELIGIBILITY_SOURCE and the stored read (shared/adapters/policy_source.py)."""
+
+    source: str  # ELIGIBILITY_SOURCE
+    ca_policy: str  # CA_POLICY, what judges in the fallback
+    stored: StoredPolicies | None  # None: the policies were never read
+
+    def _why(self, why: str) -> str:
+        stored = self.stored
+        setting = f"the CA_POLICY setting ({self.ca_policy}) judges devices"
+        if why == "setting":
+            return f"ELIGIBILITY_SOURCE=ca_policy_setting: {setting}"
+        if why == "neverRead" or stored is None:
+            return (
+                f"the policies have never been read (the policy timer has not run yet): {setting}"
+            )
+        attempt = f"{_iso(stored.read_at)}"
+        if why == "permissionMissing":
+            return f"Graph refused the read at {attempt} ({PERMISSION} missing): {setting}"
+        if why == "readFailed":
+            return f"no read has succeeded yet (last attempt {attempt}: {stored.detail}): {setting}"
+        judged = f"the tenant's policies read at {_iso(stored.last_success_at)} judge devices"
+        if stored.read_at != stored.last_success_at:
+            return f"{judged} (the last attempt, {attempt}, failed: {stored.detail}; they are kept)"
+        return judged
+
+    def report(self) -> dict[str, Any]:
+        force = in_force(self.stored, self.source)
+        stored = self.stored
+        policies = force.policies.policies if force.policies is not None else ()
+        known = sum(1 for policy in policies if understood(policy))
+        return {
+            "mode": force.mode.value,
+            "source": self.source,
+            "why": force.why,
+            "explanation": self._why(force.why),
+            "caPolicy": self.ca_policy,
+            "readAt": _iso(stored.last_success_at) if stored else None,
+            "lastAttemptAt": _iso(stored.read_at) if stored else None,
+            "lastAttemptStatus": stored.status.value if stored else None,
+            "policies": None
+            if force.policies is None
+            else {
+                "total": len(policies),
+                "understood": known,
+                "notUnderstood": len(policies) - known,
+                "digest": force.digest,
+            },
+        }
+
+    def problem(self) -> str | None:
+        """Degraded: the policies were asked for (ELIGIBILITY_SOURCE=ca_policies) and do not
+        judge. Under `auto` a refused read is already named by the permission check."""
+        force = in_force(self.stored, self.source)
+        if self.source != EligibilitySource.CA_POLICIES or force.policies is not None:
+            return None
+        return f"ELIGIBILITY_SOURCE=ca_policies, but {self._why(force.why)}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -155,6 +218,7 @@ def assess(
     ineligible: int | None,
     delivery: Delivery | None = None,
     permissions: tuple[PermissionCheck, ...] = (),
+    eligibility: EligibilityMode | None = None,
 ) -> dict[str, Any]:
     """healthy: sync fresh, notifications live, every alert delivered.
     degraded: devicemon still sees and reports every change, but late or at risk:
@@ -162,6 +226,8 @@ def assess(
     the sweep's age, failed attempts over the threshold, or a delivery signal unreadable.
     A Graph permission that an optional feature needs and that Graph refused is degraded too:
     alerts still flow, but say less than they should (which permission, and what is lost).
+    So is ELIGIBILITY_SOURCE=ca_policies while the policies cannot be read (the CA_POLICY
+    setting judges instead). `eligibility` None: the policy table could not be read.
     unhealthy: changes may go unseen or unreported: the sync is stale or never succeeded, or
     messages sit in a dead-letter queue (nothing retries them without an operator)."""
     delivery = delivery or Delivery()
@@ -185,6 +251,9 @@ def assess(
         problems.append(abandoned)
     critical, degraded = delivery.problems()
     degraded += [check.problem() for check in permissions if check.missing]
+    mode_problem = eligibility.problem() if eligibility is not None else None
+    if mode_problem:
+        degraded.append(mode_problem)
     problems = critical + problems + degraded
     if not sync_fresh or critical:
         status = "unhealthy"
@@ -198,6 +267,7 @@ def assess(
         "problems": problems,
         "detection": detection,
         "permissions": [check.report() for check in permissions],
+        "eligibility": eligibility.report() if eligibility is not None else None,
         "sync": {
             "lastSuccessAt": _iso(sync.last_success_at),
             "lagSeconds": round(lag.total_seconds()) if lag is not None else None,

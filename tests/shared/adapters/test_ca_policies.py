@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,13 @@ from shared.adapters.ca_policies import (
     CaPolicyStore,
     PolicyRead,
     ReadStatus,
+    StoredPolicies,
     read_policies,
     refresh,
     table_name,
 )
 from shared.adapters.graph import GraphJson
+from shared.adapters.policy_source import SETTING_DIGEST, CachedPolicies, Mode, in_force
 from shared.adapters.store import make_service
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -39,10 +42,21 @@ def graph(runtime: Runtime) -> GraphJson:
     return runtime.graph_json()
 
 
+class CountingStore(CaPolicyStore):
+    """The real table adapter, counting the loads that reach the table."""
+
+    loads = 0
+
+    async def load(self) -> StoredPolicies | None:
+        self.loads += 1
+        await asyncio.sleep(0)  # let the other callers pile up behind the first load
+        return await super().load()
+
+
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[CaPolicyStore]:
+async def store(settings: Settings) -> AsyncIterator[CountingStore]:
     service = make_service(settings)
-    adapter = CaPolicyStore(service, table_name(settings))
+    adapter = CountingStore(service, table_name(settings))
     await adapter.ensure_table()
     yield adapter
     await adapter.close()
@@ -139,3 +153,88 @@ async def test_the_timer_stores_a_permission_refusal(
     assert stored is not None
     assert stored.status is ReadStatus.PERMISSION_MISSING and stored.policies == ()
     assert stored.last_success_at is None
+
+
+# --- the policies in force, as evaluation loads them (shared/adapters/policy_source.py) -------
+
+
+def test_in_force_follows_the_source_and_the_read() -> None:
+    policies = tuple(tenant_policies())
+    good = StoredPolicies(ReadStatus.OK, NOW, "", NOW, policies)
+    kept = StoredPolicies(ReadStatus.FAILED, NOW, "timeout", NOW - timedelta(hours=1), policies)
+    refused = StoredPolicies(ReadStatus.PERMISSION_MISSING, NOW, "403", NOW, policies)
+    never = StoredPolicies(ReadStatus.FAILED, NOW, "down", None, ())
+    for source in ("auto", "ca_policies"):
+        assert in_force(good, source).policies is not None
+        assert in_force(good, source).policies.read_at == NOW  # type: ignore[union-attr]
+        assert in_force(kept, source).policies.read_at == NOW - timedelta(hours=1)  # type: ignore[union-attr]
+        assert (in_force(refused, source).policies, in_force(refused, source).why) == (
+            None,
+            "permissionMissing",
+        )
+        assert in_force(never, source).why == "readFailed"
+        assert in_force(None, source).why == "neverRead"
+    assert {in_force(s, "ca_policy_setting").mode for s in (good, kept, refused, never, None)} == {
+        Mode.CA_POLICY_SETTING
+    }
+    assert in_force(None, "auto").digest == SETTING_DIGEST
+    assert in_force(good, "auto").digest == in_force(kept, "auto").digest != SETTING_DIGEST
+
+
+async def test_many_concurrent_callers_share_one_load_per_period(store: CountingStore) -> None:
+    await store.save(PolicyRead(NOW, ReadStatus.OK, tuple(tenant_policies())))
+    clock = [NOW]
+    cache = CachedPolicies(store, "auto", lambda: clock[0], ttl=timedelta(minutes=5))
+
+    first = await asyncio.gather(*(cache.current() for _ in range(200)))
+
+    assert store.loads == 1
+    assert {id(found) for found in first} == {id(first[0])} and first[0] is not None
+    assert len(first[0].policies) == len(tenant_policies())
+
+    await store.save(PolicyRead(NOW, ReadStatus.OK, tuple(tenant_policies()[:3])))
+    clock[0] = NOW + timedelta(minutes=4, seconds=59)
+    assert (await cache.current()) is first[0]  # within the period: no read
+    clock[0] = NOW + timedelta(minutes=5)
+    later = await asyncio.gather(*(cache.current() for _ in range(200)))
+    assert store.loads == 2
+    assert {len(found.policies) for found in later if found is not None} == {3}
+
+
+async def test_a_refused_read_switches_to_the_setting_and_a_fixed_choice_reads_nothing(
+    store: CountingStore,
+) -> None:
+    assert await CachedPolicies(store, "auto", lambda: NOW).current() is None  # never read
+    await store.save(PolicyRead(NOW, ReadStatus.OK, tuple(tenant_policies())))
+    await store.save(PolicyRead(NOW, ReadStatus.PERMISSION_MISSING, detail="403"))
+    assert await CachedPolicies(store, "auto", lambda: NOW).current() is None
+    loads = store.loads
+    fixed = CachedPolicies(store, "ca_policy_setting", lambda: NOW)
+    assert await fixed.current() is None and store.loads == loads
+
+
+async def test_a_store_that_cannot_be_read_keeps_the_policies_in_hand(
+    settings: Settings, store: CaPolicyStore
+) -> None:
+    await store.save(PolicyRead(NOW, ReadStatus.OK, tuple(tenant_policies())))
+    service = make_service(settings)
+    failing = CaPolicyStore(service, table_name(settings))
+    clock = [NOW]
+    cache = CachedPolicies(failing, "auto", lambda: clock[0], ttl=timedelta(minutes=5))
+    held = await cache.current()
+    assert held is not None
+    await failing.close()  # its HTTP session is gone: every later load raises
+    await service.close()
+    clock[0] = NOW + timedelta(minutes=6)
+    assert await cache.current() is held
+    fresh = CachedPolicies(failing, "auto", lambda: NOW)
+    assert (await fresh.state()).why == "readFailed" and await fresh.current() is None
+
+
+async def test_the_fleet_mark_survives_later_reads(store: CaPolicyStore) -> None:
+    await store.save(PolicyRead(NOW, ReadStatus.OK, tuple(tenant_policies())))
+    await store.mark_fleet("abc")
+    await store.save(PolicyRead(NOW + timedelta(hours=1), ReadStatus.FAILED, detail="down"))
+    await store.save(PolicyRead(NOW + timedelta(hours=2), ReadStatus.OK, ()))
+    stored = await store.load()
+    assert stored is not None and stored.fleet_digest == "abc" and stored.policies == ()
