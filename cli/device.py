@@ -14,8 +14,9 @@ from shared.adapters.store import DeviceStore
 from shared.core import explain
 from shared.core.changes import normalize_graph_id
 from shared.core.compliance_details import GRAPH_ERROR, ComplianceDetails, unavailable
-from shared.core.models import DeviceSnapshot
+from shared.core.models import JUDGED_BY_POLICIES, DeviceSnapshot, PolicyRef
 from shared.core.observations import Facts, ObservationError
+from shared.core.policy_eligibility import policy_phrase
 from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 from shared.core.snapshots import SnapshotError, device_from_json
 from shared.views.device_json import compliance_target, device_detail_json
@@ -54,13 +55,37 @@ def facts(record: DeviceRecord) -> list[tuple[str, str]]:
         ("management", explain.management(record.management) + managed),
         ("primary user", record.user_principal_name or "-"),
         ("account", "DELETED" if record.deleted else account),
-        ("policy", f"{record.policy}: requires {explain.policy(record.policy)}"),
+        ("policy", setting_words(record)),
+        ("judged by", judged_by(record)),
         (
             "evaluated",
             f"{when(record.evaluated_at)}, version {record.version}, "
             f"after a {explain.source(record.source)}",
         ),
     ]
+
+
+def setting_words(record: DeviceRecord) -> str:
+    words = f"{record.policy}: requires {explain.policy(record.policy)}"
+    if record.judged_by == JUDGED_BY_POLICIES:
+        return f"{words} (CA_POLICY, used only where the policies cannot decide)"
+    return words
+
+
+def judged_by(record: DeviceRecord) -> str:
+    if record.judged_by == JUDGED_BY_POLICIES:
+        return "the tenant's Conditional Access policies"
+    return "the CA_POLICY setting"
+
+
+def policy_lines(
+    title: str, refs: tuple[PolicyRef, ...], console: Console, limit: int = 200
+) -> list[str]:
+    """Each policy by name, why the device fails it, and for which sign-ins (its conditions
+    devicemon does not judge)."""
+    if not refs:
+        return []
+    return [console.bold(title)] + [f"  {clean(policy_phrase(ref), limit)}" for ref in refs]
 
 
 def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
@@ -70,6 +95,10 @@ def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
         for code in record.reasons:
             e = explain.reason(code)
             lines += [f"  {code}: {e.meaning}", f"    What to do: {e.action}"]
+    lines += policy_lines("Blocked by these enforced policies", record.blocking_policies, console)
+    lines += policy_lines(
+        "Report-only policies it would fail (not enforced)", record.report_only_failures, console
+    )
     if record.grace_period_expires:
         lines.append(f"  Intune grace period ends {when(record.grace_period_expires)}")
     if record.warnings:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -12,6 +13,7 @@ from cli.errors import NOT_FOUND, OK, USAGE, CliError
 from cli.output import Console, clean, plural, table, when, wrap
 from shared.adapters.store import DeviceStore
 from shared.core import explain
+from shared.core.models import JUDGED_BY_POLICIES
 from shared.core.records import DeviceRecord, StateRow
 from shared.views.device_json import iso, state_json, summary_json
 from shared.views.fleet import (
@@ -63,6 +65,12 @@ def render_summary(summary: FleetSummary, console: Console) -> list[str]:
     if summary.policies:
         used = ", ".join(f"{p} ({n})" for p, n in summary.policies.most_common())
         lines.append(f"Evaluated under CA_POLICY {used}")
+    judged = summary.judged_by.get(JUDGED_BY_POLICIES, 0)
+    if judged:
+        lines.append(
+            f"Judged by the tenant's Conditional Access policies: {judged} of {o.devices}"
+            + (" (the others by CA_POLICY)" if judged < o.devices else "")
+        )
     headers = ["DEVICES", "ELIGIBLE", "INELIGIBLE", "ELIGIBLE %"]
     lines += ["", console.bold("By join type")]
     lines.append(
@@ -79,6 +87,18 @@ def render_summary(summary: FleetSummary, console: Console) -> list[str]:
         lines.append(table(["REASON", "DEVICES", "IN WORDS"], rows))
     else:
         lines.append("  none")
+    lines += _policy_table(
+        "Blocking Conditional Access policies (a device can have several)",
+        summary.by_blocking_policy,
+        summary,
+        console,
+    )
+    lines += _policy_table(
+        "Report-only policies devices would fail (not enforced)",
+        summary.by_report_only,
+        summary,
+        console,
+    )
     if summary.by_warning:
         lines += ["", console.bold("Warnings (eligibility unchanged)")]
         rows = [
@@ -87,6 +107,22 @@ def render_summary(summary: FleetSummary, console: Console) -> list[str]:
         ]
         lines.append(table(["WARNING", "DEVICES", "IN WORDS"], rows))
     return lines
+
+
+def _policy_table(
+    title: str, counts: Counter[str], summary: FleetSummary, console: Console
+) -> list[str]:
+    if not counts:
+        return []
+    rows = [
+        [clean(summary.policy_names.get(policy_id) or policy_id, 60), n, policy_id]
+        for policy_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    return ["", console.bold(title), table(["POLICY", "DEVICES", "ID"], rows)]
+
+
+def blocked_by_words(record: DeviceRecord) -> str:
+    return ", ".join(p.display_name or p.policy_id for p in record.blocking_policies)
 
 
 def render_ineligible(states: list[StateRow], console: Console) -> list[str]:
@@ -100,11 +136,13 @@ def render_ineligible(states: list[StateRow], console: Console) -> list[str]:
             record_os_label(s.record),
             when(s.last_transition_at)[:16],
             explain.reasons_in_words(s.record.reasons),
+            clean(blocked_by_words(s.record), 60) or "-",
             s.record.object_id,
         ]
         for s in states
     ]
-    lines.append(table(["NAME", "JOIN TYPE", "OS", "SINCE (UTC)", "WHY", "OBJECT ID"], rows))
+    headers = ["NAME", "JOIN TYPE", "OS", "SINCE (UTC)", "WHY", "BLOCKED BY", "OBJECT ID"]
+    lines.append(table(headers, rows))
     return lines
 
 
@@ -137,6 +175,9 @@ DEVICE_CSV = [
     "reasons",
     "reasonsInWords",
     "warnings",
+    "blockingPolicies",
+    "reportOnlyFailures",
+    "judgedBy",
     "ineligibleSince",
     "evaluatedAt",
     "userPrincipalName",
@@ -157,6 +198,9 @@ def device_csv_row(s: StateRow) -> list[object]:
         " ".join(r.reasons),
         explain.reasons_in_words(r.reasons),
         " ".join(r.warnings),
+        blocked_by_words(r),
+        ", ".join(p.display_name or p.policy_id for p in r.report_only_failures),
+        r.judged_by,
         iso(s.last_transition_at),
         iso(r.evaluated_at),
         r.user_principal_name,
@@ -171,6 +215,8 @@ def summary_csv_rows(summary: FleetSummary) -> list[list[object]]:
         rows += [[dimension, k, c.devices, c.eligible, c.ineligible] for k, c in groups.items()]
     rows += [["reason", k, n, 0, n] for k, n in sorted(summary.by_reason.items())]
     rows += [["warning", k, n, "", ""] for k, n in sorted(summary.by_warning.items())]
+    rows += [["blockingPolicy", k, n, 0, n] for k, n in sorted(summary.by_blocking_policy.items())]
+    rows += [["reportOnlyFailure", k, n, "", ""] for k, n in sorted(summary.by_report_only.items())]
     return rows
 
 
@@ -180,7 +226,8 @@ async def run(ctx: Context, console: Console, args: argparse.Namespace) -> int:
             join_type=args.join_type,
             reason=args.reason,
             os=args.os,
-            names=("--eligible", "--join-type", "--reason", "--os"),
+            blocked_by=args.blocked_by,
+            names=("--eligible", "--join-type", "--reason", "--os", "--blocked-by"),
         )
     except FilterError as exc:
         raise CliError(str(exc), USAGE) from None
@@ -244,6 +291,11 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--join-type", help="entra_joined, hybrid_joined, registered or unknown")
     parser.add_argument("--reason", help="only devices with this reason code, e.g. NOT_COMPLIANT")
     parser.add_argument("--os", help="OS prefix, e.g. 'Windows 11' or 'Windows 10.0.19045'")
+    parser.add_argument(
+        "--blocked-by",
+        metavar="POLICY",
+        help="only devices this enforced Conditional Access policy blocks (its id or name)",
+    )
     shape = parser.add_mutually_exclusive_group()
     shape.add_argument(
         "--json", dest="format", action="store_const", const="json", help="JSON output"

@@ -84,14 +84,16 @@ async def get_device(req: func.HttpRequest, runtime: Runtime | None = None) -> f
 
 
 async def list_devices(req: func.HttpRequest, runtime: Runtime | None = None) -> func.HttpResponse:
-    """Devices, filtered by eligible, joinType, reason and os, `top` per page (1..1000), with a
-    continuationToken while more may follow (a page can hold fewer than `top`, even none)."""
+    """Devices, filtered by eligible, joinType, reason, os and blockedBy (a CA policy's id or
+    name), `top` per page (1..1000), with a continuationToken while more may follow (a page can
+    hold fewer than `top`, even none)."""
     try:
         wanted = DeviceFilter.parse(
             eligible=req.params.get("eligible"),
             join_type=req.params.get("joinType"),
             reason=req.params.get("reason"),
             os=req.params.get("os"),
+            blocked_by=req.params.get("blockedBy"),
         )
         top = _int_param(req, "top", DEFAULT_TOP, 1, MAX_PAGE)
         token = req.params.get("continuationToken")

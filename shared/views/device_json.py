@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.core.compliance_details import ComplianceDetails
 from shared.core.events import explained_by_compliance
+from shared.core.models import PolicyRef
 from shared.core.records import DeviceRecord, HistoryRow, StateRow, pending_alert_id
 from shared.views.fleet import Counts, DayPoint, FleetSummary, record_os_label
 
@@ -47,6 +48,11 @@ def record_json(record: DeviceRecord) -> dict[str, Any]:
         "evaluatedAt": iso(record.evaluated_at),
         "source": record.source,
         "correlationId": record.correlation_id or None,
+        "judgedBy": record.judged_by,
+        "blockingPolicies": refs_json(record.blocking_policies),
+        "reportOnlyFailures": refs_json(record.report_only_failures),
+        "riskReasons": list(record.risk_reasons),
+        "deadline": iso(record.deadline),
     }
 
 
@@ -125,7 +131,22 @@ def summary_json(summary: FleetSummary) -> dict[str, Any]:
         "byOs": {k: counts_json(v) for k, v in summary.by_os.items()},
         "byReason": _ranked(summary.by_reason),
         "byWarning": _ranked(summary.by_warning),
+        "judgedBy": _ranked(summary.judged_by),
+        "byBlockingPolicy": _policy_counts(summary.by_blocking_policy, summary.policy_names),
+        "byReportOnlyFailure": _policy_counts(summary.by_report_only, summary.policy_names),
     }
+
+
+def _policy_counts(counter: Counter[str], names: dict[str, str]) -> list[dict[str, Any]]:
+    """[{"id", "displayName", "devices"}], most devices first."""
+    return [
+        {"id": policy_id, "displayName": names.get(policy_id, ""), "devices": n}
+        for policy_id, n in _ranked(counter).items()
+    ]
+
+
+def refs_json(policies: tuple[PolicyRef, ...]) -> list[dict[str, Any]]:
+    return [p.to_json() for p in policies]
 
 
 def series_json(points: list[DayPoint]) -> list[dict[str, Any]]:

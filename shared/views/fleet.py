@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from shared.core.models import JoinType, Reason, Warning_
+from shared.core.models import JoinType, PolicyRef, Reason, Warning_
 from shared.core.os_names import os_label
 from shared.core.records import DeviceRecord, HistoryRow
 
@@ -65,6 +65,13 @@ class FleetSummary:
     by_reason: Counter[str] = field(default_factory=Counter)
     by_warning: Counter[str] = field(default_factory=Counter)
     policies: Counter[str] = field(default_factory=Counter)
+    # Who judged (the CA_POLICY setting or the tenant's CA policies), and per CA policy id the
+    # devices it blocks and the devices that would fail it in report-only; `policy_names` holds
+    # the policies' display names as last recorded.
+    judged_by: Counter[str] = field(default_factory=Counter)
+    by_blocking_policy: Counter[str] = field(default_factory=Counter)
+    by_report_only: Counter[str] = field(default_factory=Counter)
+    policy_names: dict[str, str] = field(default_factory=dict)
 
     def add(self, record: DeviceRecord) -> None:
         self.overall.add(record.eligible)
@@ -75,6 +82,13 @@ class FleetSummary:
         self.by_warning.update(set(record.warnings))
         if record.policy:
             self.policies[record.policy] += 1
+        self.judged_by[record.judged_by] += 1
+        for counter, refs in (
+            (self.by_blocking_policy, record.blocking_policies),
+            (self.by_report_only, record.report_only_failures),
+        ):
+            counter.update({ref.policy_id for ref in refs})
+            self.policy_names.update({ref.policy_id: ref.display_name for ref in refs})
 
 
 def _ranked(counts: dict[str, Counts]) -> list[tuple[str, Counts]]:
@@ -115,14 +129,16 @@ class FilterError(ValueError):
 @dataclass(frozen=True, slots=True)
 class DeviceFilter:
     """Which devices to list. `eligible` and `join_type` are answered by Table storage itself;
-    `reason` (a reason code the device carries) and `os` (a case-insensitive prefix of the OS's
+    `reason` (a reason code the device carries), `os` (a case-insensitive prefix of the OS's
     name, 'Windows 11', or, when it holds a dot, of the OS and version as read, 'Windows
-    10.0.19045') are checked row by row."""
+    10.0.19045') and `blocked_by` (a Conditional Access policy that blocks the device, by id or
+    display name, case-insensitive) are checked row by row."""
 
     eligible: bool | None = None
     join_type: str | None = None
     reason: str | None = None
     os: str | None = None
+    blocked_by: str | None = None
 
     @classmethod
     def parse(
@@ -132,7 +148,8 @@ class DeviceFilter:
         join_type: str | None = None,
         reason: str | None = None,
         os: str | None = None,
-        names: tuple[str, str, str, str] = ("eligible", "joinType", "reason", "os"),
+        blocked_by: str | None = None,
+        names: tuple[str, ...] = ("eligible", "joinType", "reason", "os", "blockedBy"),
     ) -> DeviceFilter:
         """From text (query string or command line); `names` are used in error messages."""
         flag: bool | None = None
@@ -154,7 +171,8 @@ class DeviceFilter:
             if code not in known:
                 raise FilterError(f"{names[2]} must be one of {', '.join(known)}")
         prefix = os.strip() if os and os.strip() else None
-        return cls(flag, joined, code, prefix)
+        policy = blocked_by.strip() if blocked_by and blocked_by.strip() else None
+        return cls(flag, joined, code, prefix, policy)
 
     def table_query(self) -> tuple[str | None, dict[str, Any]]:
         """The OData filter Table storage evaluates (parameters substituted by the SDK)."""
@@ -171,7 +189,7 @@ class DeviceFilter:
     @property
     def checks_rows(self) -> bool:
         """Whether some rows the table returns may still be filtered out here."""
-        return self.reason is not None or self.os is not None
+        return any(v is not None for v in (self.reason, self.os, self.blocked_by))
 
     def matches(self, record: DeviceRecord) -> bool:
         if self.eligible is not None and record.eligible is not self.eligible:
@@ -180,6 +198,8 @@ class DeviceFilter:
             return False
         if self.reason is not None and self.reason not in record.reasons:
             return False
+        if self.blocked_by is not None and not blocked_by(record, self.blocked_by):
+            return False
         if self.os is not None:
             prefix = self.os.casefold()
             if "." in prefix:  # a version: 'Windows 10.0.19045' (Windows 11 is 10.0 too)
@@ -187,6 +207,16 @@ class DeviceFilter:
                 return raw.strip().casefold().startswith(prefix)
             return record_os_label(record).casefold().startswith(prefix)
         return True
+
+
+def blocked_by(record: DeviceRecord, policy: str) -> bool:
+    """Whether one of the CA policies blocking the device has this id or display name (ids in
+    any case, names case-insensitively)."""
+    wanted = policy.casefold()
+    return any(
+        wanted in (ref.policy_id.casefold(), ref.display_name.casefold())
+        for ref in record.blocking_policies
+    )
 
 
 # --- eligibility over time ------------------------------------------------------------------
@@ -317,6 +347,7 @@ _COMPARED: tuple[tuple[str, str], ...] = (
     ("operating_system_version", "OS version"),
     ("deleted", "deleted"),
     ("policy", "policy"),
+    ("judged_by", "judged by"),
 )
 
 
@@ -326,6 +357,10 @@ def _shown(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _names(refs: tuple[PolicyRef, ...]) -> tuple[str, ...]:
+    return tuple(ref.display_name or ref.policy_id for ref in refs)
 
 
 def record_changes(older: DeviceRecord | None, newer: DeviceRecord) -> list[str]:
@@ -341,6 +376,12 @@ def record_changes(older: DeviceRecord | None, newer: DeviceRecord) -> list[str]
     for kind, old, new in (
         ("reason", older.reasons, newer.reasons),
         ("warning", older.warnings, newer.warnings),
+        ("blocked by", _names(older.blocking_policies), _names(newer.blocking_policies)),
+        (
+            "report-only failure",
+            _names(older.report_only_failures),
+            _names(newer.report_only_failures),
+        ),
     ):
         added = [c for c in new if c not in old]
         gone = [c for c in old if c not in new]

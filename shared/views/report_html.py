@@ -20,6 +20,8 @@ from html import escape
 
 from shared.core import explain
 from shared.core.compliance_details import ComplianceDetails
+from shared.core.models import JUDGED_BY_POLICIES, PolicyRef
+from shared.core.policy_eligibility import conditions_phrase
 from shared.core.records import StateRow
 from shared.views.fleet import Counts, DayPoint, FleetSummary, display_name, record_os_label
 from shared.views.report_chart import chart
@@ -52,7 +54,7 @@ code { font: 12px ui-monospace, SFMono-Regular, Consolas, monospace; background:
 a.code { text-decoration: none; color: inherit; }
 a.code:hover code { text-decoration: underline; }
 td.codes a + a { margin-left: 4px; }
-ul.settings { margin: 4px 0 0; padding-left: 16px; font-size: 0.9em; }
+ul.settings, ul.policies { margin: 4px 0 0; padding-left: 16px; font-size: 0.9em; }
 td, th { overflow-wrap: break-word; }
 td.when { white-space: nowrap; }
 .soon { color: var(--bad); font-weight: 600; }
@@ -229,6 +231,65 @@ def failing_settings_html(state: StateRow) -> str:
     return f'<ul class="settings">{items}{tail}</ul>'
 
 
+def _policy_link(ref: PolicyRef) -> str:
+    """A blocking policy in a device row: its name, linked to its row in the policies table,
+    and for which sign-ins it blocks (the conditions devicemon does not judge)."""
+    scope = conditions_phrase(ref.conditional_on)
+    return (
+        f'<li><a href="#{_anchor("p", ref.policy_id)}">{_e(ref.display_name or ref.policy_id)}</a>'
+        + (f" <small>{_e(scope)}</small>" if scope else "")
+        + "</li>"
+    )
+
+
+def blocking_html(state: StateRow) -> str:
+    refs = state.record.blocking_policies
+    if not refs:
+        return ""
+    return f'<ul class="policies">{"".join(_policy_link(ref) for ref in refs)}</ul>'
+
+
+def policies_table(
+    ident: str, heading: str, counts: dict[str, int], names: dict[str, str], empty: str
+) -> str:
+    """One row per Conditional Access policy: how many devices it blocks (or would fail in
+    report-only), by name, with its id for the Entra admin center."""
+    if not counts:
+        return f'<h2 id="{ident}">{_e(heading)}</h2><p>{_e(empty)}</p>'
+    rows = "".join(
+        f'<tr id="{_anchor("p", policy_id)}" class="policy">'
+        f'<td data-label="policy">{_e(names.get(policy_id) or policy_id)}</td>'
+        f'<td class=num data-label="devices">{n}</td>'
+        f'<td data-label="id"><code>{_e(policy_id)}</code></td></tr>'
+        for policy_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+    return (
+        f'<h2 id="{ident}">{_e(heading)}</h2><table class="list"><tr class="head">'
+        f"<th>policy</th><th class=num>devices</th><th>id</th></tr>{rows}</table>"
+    )
+
+
+def policy_sections(summary: FleetSummary) -> str:
+    """The policies that block devices and the report-only ones they would fail; nothing when
+    no device was judged by the tenant's policies."""
+    if not summary.judged_by.get(JUDGED_BY_POLICIES):
+        return ""
+    names = summary.policy_names
+    return policies_table(
+        "blocking-policies",
+        "Conditional Access policies blocking devices",
+        dict(summary.by_blocking_policy),
+        names,
+        "No enforced policy blocks any device.",
+    ) + policies_table(
+        "report-only-policies",
+        "Report-only policies devices would fail (not enforced: they block nobody)",
+        dict(summary.by_report_only),
+        names,
+        "No device would fail a report-only policy.",
+    )
+
+
 def ineligible_table(states: list[StateRow]) -> str:
     if not states:
         return '<h2 id="ineligible-devices">Ineligible devices</h2><p>None.</p>'
@@ -239,7 +300,8 @@ def ineligible_table(states: list[StateRow]) -> str:
         rows.append(
             f'<tr class="device">{_device_cell(state)}'
             f'<td class="when" data-label="ineligible since">{_e(_when(state.last_transition_at))}</td>'
-            f'<td class="codes" data-label="why">{codes}{failing_settings_html(state)}</td>'
+            f'<td class="codes" data-label="why">{codes}{blocking_html(state)}'
+            f"{failing_settings_html(state)}</td>"
             f'<td class="minor" data-label="join type">{_e(explain.join_type(r.join_type))}</td>'
             f'<td class="minor" data-label="OS">{_e(record_os_label(r))}</td>'
             f'<td class="minor" data-label="compliance">{_e(explain.compliance(r.compliance))}</td>'
@@ -254,8 +316,12 @@ def ineligible_table(states: list[StateRow]) -> str:
 
 
 def deadline(state: StateRow) -> datetime | None:
-    """When a warned device loses eligibility, when that is known (Intune's grace period)."""
-    expires = state.record.grace_period_expires
+    (
+        """When a warned device loses eligibility, when that is known (the evaluation's deadline;
+    Intune's grace period on rows written before deadlines were kept)."""
+        ""
+    )
+    expires = state.record.deadline or state.record.grace_period_expires
     return _aware(expires) if expires else None
 
 
@@ -320,20 +386,30 @@ def trend(series: list[DayPoint]) -> str:
     )
 
 
+def judged(summary: FleetSummary) -> str:
+    """Who judged the devices, for the page's head line."""
+    policies = ", ".join(f"{p} ({n})" for p, n in summary.policies.most_common()) or "-"
+    by_policies = summary.judged_by.get(JUDGED_BY_POLICIES, 0)
+    if not by_policies:
+        return f"evaluated under CA_POLICY {policies}"
+    words = f"judged by the tenant's Conditional Access policies ({by_policies} devices)"
+    rest = summary.overall.devices - by_policies
+    return words + (f", by CA_POLICY {policies} for {rest}" if rest else "")
+
+
 def render(data: ReportData) -> str:
     s = data.summary
-    policies = ", ".join(f"{p} ({n})" for p, n in s.policies.most_common()) or "-"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(data.title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{_e(data.title)}</h1>"
-        f'<p class="meta">Generated {_e(_when(data.generated_at))} · evaluated under CA_POLICY '
-        f"{_e(policies)}</p>"
+        f'<p class="meta">Generated {_e(_when(data.generated_at))} · {_e(judged(s))}</p>'
         f"{summary_cards(s, len(data.warned))}"
         f"<h2>Eligibility over the last {len(data.series)} days</h2>{chart(data.series)}"
         f"{trend(data.series)}"
         f"{legend('r', 'Why devices are ineligible', dict(s.by_reason), 'No device is ineligible.')}"
+        f"{policy_sections(s)}"
         f"{ineligible_table(data.ineligible)}"
         f"{legend('w', 'What the warnings mean', dict(s.by_warning), 'No device has a warning.')}"
         f"{warned_table(data.warned, data.generated_at)}"
@@ -341,6 +417,7 @@ def render(data: ReportData) -> str:
         f"{counts_table('By join type', 'join type', s.by_join_type, explain.JOIN_TYPES)}"
         f"{counts_table('By operating system', 'OS', s.by_os, {})}</div>"
         "<footer>devicemon · reason and warning codes are explained in docs/reason-codes.md · "
-        "a device counts as eligible when it passes the device controls of the configured "
-        "policy.</footer></body></html>"
+        "a device counts as eligible when it fails no enforced Conditional Access policy of the "
+        "tenant, or, where devicemon judges by the CA_POLICY setting, when it passes that "
+        "setting's device controls.</footer></body></html>"
     )
