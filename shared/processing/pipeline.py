@@ -17,6 +17,12 @@ message can neither lose the alert nor raise it twice. A device that never chang
 keep its pending alert forever: before 2 the alert is also held in the PendingAlerts index
 (shared/adapters/pending_alerts.py), which the sweep timer reads to publish what is left behind; the
 index row is released after 4.
+
+The same outbox carries at_risk and at_risk_cleared (shared/core/events.py). When the evaluation's
+`next_check` differs from the stored `NextCheckAt`, the deadline scheduler is told before the
+state commit (even when nothing else changed, then only the state row's NextCheckAt moves): a crash
+in between leaves the old NextCheckAt, so the retry tells the scheduler again, which must be
+idempotent. Never told the other way round, a device could miss its deadline.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ from shared.core.observations import (
     snapshots,
     with_held_intune,
 )
+from shared.core.policy_eligibility import CompiledPolicySet
 from shared.core.records import (
     DeviceRecord,
     HistoryRow,
@@ -108,6 +115,16 @@ class StateStore(Protocol):
     ) -> tuple[list[StateRow], dict[str, Any] | None]: ...
     async def write_history(self, row: HistoryRow) -> None: ...
     async def commit_state(self, row: StateRow) -> StateRow: ...
+
+
+class DeadlineScheduler(Protocol):
+    """Re-evaluates a device at `due` (shared/adapters/deadlines.py): moves its entry from
+    `previous_due`, or removes it when `due` is None. Called again with the same arguments after a
+    crash, so it must be idempotent."""
+
+    async def schedule(
+        self, object_id: str, due: datetime | None, previous_due: datetime | None
+    ) -> None: ...
 
 
 class Publisher(Protocol):
@@ -171,6 +188,8 @@ class Pipeline:
         clock: Callable[[], datetime] = utc_now,
         compliance: ComplianceReader | None = None,
         tenant: Callable[[], Awaitable[TenantSettings]] | None = None,
+        scheduler: DeadlineScheduler | None = None,
+        policies: Callable[[], Awaitable[CompiledPolicySet | None]] | None = None,
     ) -> None:
         self._graph = graph
         self._store = store
@@ -182,6 +201,10 @@ class Pipeline:
         self._compliance = compliance
         # The tenant's Intune compliance settings in effect (shared.adapters.tenant_settings).
         self._tenant = tenant
+        self._scheduler = scheduler
+        # The tenant's compiled CA policies; None (or a callable answering None) leaves the
+        # CA_POLICY setting to judge.
+        self._policies = policies
 
     async def process(self, change: DeviceChange) -> Outcome:
         started = time.perf_counter()
@@ -283,7 +306,16 @@ class Pipeline:
         options = self._options
         if self._tenant is not None:
             options = replace(options, tenant=await self._tenant())
-        evaluation = evaluate(device, managed, options, observed_at)
+        policies = await self._policies() if self._policies is not None else None
+        evaluation = evaluate(
+            device,
+            managed,
+            options,
+            observed_at,
+            device_json=facts.device if policies is not None else None,
+            policies=policies,
+            compliance_error_since=previous.compliance_error_since if previous else None,
+        )
         digest = fingerprint(device, managed, evaluation)
         predecessor = None
         if previous is None and wants_predecessor(device, evaluation):
@@ -291,11 +323,19 @@ class Pipeline:
         transition = transition_of(previous, evaluation, digest, predecessor)
         if transition is Transition.UNCHANGED:
             assert previous is not None and state is not None
+            kept = state
             if not same_facts(facts, stored):
                 # Nothing to record, but the facts moved (a sign-in time, a property the verdict
                 # does not read yet): the snapshot the next partial item merges onto must hold
                 # them, or a later merge would bring an old value back.
-                await self._store.commit_state(state.with_snapshot(facts.to_json()))
+                kept = kept.with_snapshot(facts.to_json())
+            if evaluation.next_check != previous.next_check:
+                # Only the schedule moved (a check-in pushed the validity deadline back, a
+                # warning time was reached): no history row, but the scheduler and NextCheckAt.
+                await self._schedule(change.device_id, evaluation.next_check, previous.next_check)
+                kept = replace(kept, record=replace(kept.record, next_check=evaluation.next_check))
+            if kept is not state:
+                await self._store.commit_state(kept)
             return Outcome(
                 change.device_id, transition, previous.version, previous.eligible, previous.reasons
             )
@@ -318,6 +358,7 @@ class Pipeline:
                 detected_at=observed_at,
                 correlation_id=change.correlation_id,
                 event_source=self._event_source,
+                at_risk_lead=options.at_risk_lead,
             )
             alert = await self._with_compliance(alert, transition, evaluation, managed, read)
         record = record_of(observation, version, digest)
@@ -334,6 +375,9 @@ class Pipeline:
             raise
         if alert is not None:
             await self._outbox.hold(change.device_id, alert["id"], alert["type"], observed_at)
+        before_check = previous.next_check if previous else None
+        if evaluation.next_check != before_check:
+            await self._schedule(change.device_id, evaluation.next_check, before_check)
         compliance = alert["data"].get("compliance") if alert else None
         committed = await self._store.commit_state(
             next_state(
@@ -349,6 +393,20 @@ class Pipeline:
             await self.publish_pending(committed, change.correlation_id)
         return Outcome(
             change.device_id, transition, version, evaluation.eligible, record.reasons, alert_id
+        )
+
+    async def _schedule(
+        self, object_id: str, due: datetime | None, previous_due: datetime | None
+    ) -> None:
+        if self._scheduler is None:
+            return
+        await self._scheduler.schedule(object_id, due, previous_due)
+        logs.event(
+            log,
+            "deadline_scheduled",
+            device_id=object_id,
+            due=due.isoformat() if due else None,
+            previous_due=previous_due.isoformat() if previous_due else None,
         )
 
     async def _with_compliance(
