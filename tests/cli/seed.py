@@ -139,6 +139,8 @@ ENV_NAMES = {
     "pending_alert_sweep_seconds": "PENDING_ALERT_SWEEP_SECONDS",
     "health_failure_window_minutes": "HEALTH_FAILURE_WINDOW_MINUTES",
     "health_max_failures": "HEALTH_MAX_FAILURES",
+    "eligibility_source": "ELIGIBILITY_SOURCE",
+    "policy_cache_seconds": "POLICY_CACHE_SECONDS",
 }
 
 
