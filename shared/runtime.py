@@ -382,16 +382,20 @@ class Runtime:
                 store = TeamsStore(self._tables, f"{self.settings.table_prefix}TeamsNoise")
                 await store.ensure_table()
                 self._teams_store = store
-                self._teams = TeamsNotifier(client, store, noise_settings(self.settings))
+                # On the runtime's clock, like the deadlines an at_risk card counts down to.
+                self._teams = TeamsNotifier(
+                    client, store, noise_settings(self.settings), clock=self.now
+                )
         return self._teams
 
     async def remediator(self) -> Remediator:
         async with self._consumers_ready():
             if self._remediator is None:
+                from shared.consumers.checkins import StoredCheckins
                 from shared.consumers.remediation import GraphDeviceSync, Mode, Remediator
                 from shared.consumers.remediation_log import RemediationLog
 
-                await self.store()
+                store = await self.store()
                 assert self._tables is not None
                 log = RemediationLog(self._tables, f"{self.settings.table_prefix}RemediationLog")
                 await log.ensure_table()
@@ -401,6 +405,8 @@ class Runtime:
                     GraphDeviceSync(self.graph_json),
                     mode=Mode(self.settings.remediation_mode),
                     max_actions_per_hour=self.settings.remediation_max_actions_per_hour,
+                    checkins=StoredCheckins(store),
+                    clock=self.now,  # a check-in's age on the clock Intune's timeline runs on
                 )
         return self._remediator
 

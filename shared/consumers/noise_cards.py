@@ -51,6 +51,9 @@ FLAP_CAUSES: dict[str, str] = {
     "device.",
     "COMPLIANCE_NOT_SUPPORTED": "The device's reported Windows version keeps changing between "
     "down-level and Windows 10 or later: check what it reports in Entra.",
+    "BLOCKED_BY_POLICY": "The device keeps entering and leaving a blocking policy's scope: an "
+    "attribute its device filter reads (an extension attribute, the trust type) keeps changing, "
+    "or the policy keeps being switched on and off: the Entra audit log names who.",
 }
 # What usually makes many devices change at once for the same reason. Eligibility lost: the
 # likely cause and where to look; regained together: the cause was probably undone centrally.
@@ -75,10 +78,31 @@ MASS_CAUSES: dict[str, str] = {
     "COMPLIANCE_NOT_SUPPORTED": "Down-level Windows devices met the compliant control, which "
     "never supported them: a Conditional Access change (or CA_POLICY) now requires compliance "
     "of Windows devices older than Windows 10.",
+    "BLOCKED_BY_POLICY": "A Conditional Access policy that blocks was created, enabled or "
+    "widened (its platforms or device filter): check the Entra audit log for Conditional "
+    "Access changes; each device's card names the policy.",
 }
 MASS_RESTORED = (
     "They came back together: the cause was most likely fixed or undone centrally. Nothing to do "
     "unless it happens again."
+)
+# Many devices put at risk at once: the central change behind it, and where to look.
+MASS_RISK_CAUSES: dict[str, str] = {
+    "GRACE_PERIOD_ENDING": "A compliance policy changed (a new requirement, or one newly "
+    "assigned) with a grace period: these devices keep access until it ends. Check Intune's "
+    "recent compliance policy changes, then the failing setting on one device.",
+    "CHECKIN_OVERDUE": "The tenant's compliance status validity period was shortened (Intune "
+    "> Compliance policies > Compliance policy settings), or many devices stopped checking in "
+    "at once (network, certificates, Intune service health).",
+    "COMPLIANCE_ERROR_PENDING": "A compliance setting fails to evaluate on many devices (a "
+    "setting those devices cannot report): check the policy's per-setting report in Intune "
+    "before its seven days run out.",
+    "INTUNE_ENTRA_MISMATCH": "Intune marked many devices noncompliant and Entra ID has not "
+    "caught up: check the compliance policy change behind it now, access ends at any moment.",
+}
+MASS_CLEARED = (
+    "Their risk went away together: the cause was most likely fixed or undone centrally. Nothing "
+    "to do unless it happens again."
 )
 DOMINANT_SHARE = 0.8  # a reason carried by this share of a mass event's devices is its cause
 
@@ -199,20 +223,40 @@ def mass_hint(summary: MassSummary) -> str | None:
     if found is None:
         return None
     code, count = found
-    if summary.restored > summary.lost:
-        cause = MASS_RESTORED
-    elif code in MASS_CAUSES:
-        cause = MASS_CAUSES[code]
-    else:
+    direction = max(
+        ("lost", summary.lost),
+        ("restored", summary.restored),
+        ("at_risk", summary.at_risk),
+        ("cleared", summary.cleared),
+        key=lambda kv: kv[1],
+    )[0]
+    causes = {
+        "lost": MASS_CAUSES.get(code),
+        "restored": MASS_RESTORED,
+        "at_risk": MASS_RISK_CAUSES.get(code),
+        "cleared": MASS_CLEARED,
+    }
+    cause = causes[direction]
+    if cause is None:
         return None
     return f"{count} of {summary.total} share **{code}**: one common cause is likely. {cause}"
+
+
+def _short(code: str) -> str:
+    known = explain.REASONS.get(code) or explain.RISKS.get(code)
+    return known.short if known else ""
 
 
 def mass_card(summary: MassSummary, window_minutes: int) -> Card:
     """One summary card instead of one card per device."""
     n = summary.total
+    changed = "changed eligibility"
+    if not summary.changes:
+        changed = "were put at risk" if not summary.cleared else "changed their risk"
+    elif summary.changes < n:
+        changed = "changed eligibility or risk"
     titles = {
-        "start": f"{n} devices changed eligibility within {window_minutes} minutes",
+        "start": f"{n} devices {changed} within {window_minutes} minutes",
         "update": f"Mass event continues: {n} devices since {hhmm(summary.first)}",
         "end": f"Mass event over: {n} devices between {hhmm(summary.first)} and {hhmm(summary.last)}",
     }
@@ -223,6 +267,14 @@ def mass_card(summary: MassSummary, window_minutes: int) -> Card:
             [
                 ("Lost eligibility", str(summary.lost)),
                 ("Regained eligibility", str(summary.restored)),
+                *(
+                    [
+                        ("At risk (still eligible)", str(summary.at_risk)),
+                        ("No longer at risk", str(summary.cleared)),
+                    ]
+                    if summary.at_risk or summary.cleared
+                    else []
+                ),
                 ("From", when(summary.first)),
                 ("To", when(summary.last)),
             ]
@@ -232,10 +284,7 @@ def mass_card(summary: MassSummary, window_minutes: int) -> Card:
         ordered = sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LISTED]
         body += [
             heading("Reasons (devices)"),
-            *code_rows(
-                (str(count), code, explain.reason(code).short if code in explain.REASONS else "")
-                for code, count in ordered
-            ),
+            *code_rows((str(count), code, _short(code)) for code, count in ordered),
         ]
         hint = mass_hint(summary)
         if hint:
@@ -260,4 +309,4 @@ def mass_card(summary: MassSummary, window_minutes: int) -> Card:
                 isSubtle=True,
             )
         )
-    return adaptive_card(body, [], f"Mass event: {n} devices changed eligibility")
+    return adaptive_card(body, [], f"Mass event: {n} devices {changed}")

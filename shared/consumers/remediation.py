@@ -1,5 +1,5 @@
-"""Opt-in remediation for lost-eligibility alerts: ask Intune to sync a device whose compliance is
-the problem, at most once per alert and within an hourly budget.
+"""Opt-in remediation for lost and at_risk alerts: ask Intune to sync a device whose compliance
+(or an old check-in) is the problem, at most once per alert and within one hourly budget.
 
 `plan` (shared/consumers/remediation_plan.py) is pure: what an alert deserves under a mode. `Remediator` runs the crash-safe state
 machine over the RemediationLog row of the alert (shared/consumers/remediation_log.py):
@@ -28,11 +28,19 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from shared import logs
-from shared.consumers.remediation_plan import FINAL, Mode, Outcome, hour_bucket, plan
+from shared.consumers.remediation_plan import (
+    FINAL,
+    Mode,
+    Outcome,
+    hour_bucket,
+    plan,
+    wants_checkin,
+)
 from shared.core.alert_view import AlertView
 
 if TYPE_CHECKING:
     from shared.adapters.graph import GraphJson
+    from shared.consumers.checkins import Checkins
     from shared.consumers.remediation_log import LogEntry, RemediationLog
 
 log = logging.getLogger("devicemon.remediation")
@@ -105,12 +113,14 @@ class Remediator:
         *,
         mode: Mode,
         max_actions_per_hour: int,
+        checkins: Checkins | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._log = log_table
         self._graph = graph
         self._mode = mode
         self._limit = max_actions_per_hour
+        self._checkins = checkins  # None: at_risk alerts are never synced (no check-in known)
         self._clock = clock
 
     @property
@@ -124,8 +134,14 @@ class Remediator:
     async def handle(self, alert: AlertView, delivery_count: int = 0) -> LogEntry:
         from shared.consumers.remediation_log import LogConflict, LogEntry
 
-        decided = plan(alert, self._mode)
-        fresh = LogEntry.decided(alert, self._mode, decided, self._clock())
+        now = self._clock()
+        last_checkin = None
+        if self._checkins is not None and alert.managed_device_id and wants_checkin(alert):
+            last_checkin = await self._checkins.last_checkin(
+                alert.object_id, alert.managed_device_id
+            )
+        decided = plan(alert, self._mode, last_checkin, now)
+        fresh = LogEntry.decided(alert, self._mode, decided, now)
         entry, created = await self._log.create(fresh)
         if not created and entry.outcome in FINAL:
             self._event("remediation_duplicate", alert, entry, delivery_count)

@@ -66,7 +66,7 @@ class LogEntry:
             row_key=row_key(alert),
             alert_id=alert.id,
             alert_type=alert.type,
-            reasons=",".join(alert.reasons),
+            reasons=",".join(alert.risk_reasons if alert.about_risk else alert.reasons),
             device_name=alert.name[:256],
             managed_device_id=alert.managed_device_id,
             mode=mode.value,

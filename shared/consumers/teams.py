@@ -27,6 +27,7 @@ import httpx
 from shared import logs
 from shared.consumers.noise import FlapAction, MassAction, NoiseSettings
 from shared.consumers.noise_cards import flapping_card, mass_card
+from shared.consumers.risk_cards import at_risk_card, cleared_card
 from shared.consumers.teams_cards import alert_card, message
 from shared.consumers.teams_store import Delivery, DeliveryStatus, TeamsStore
 from shared.core.alert_view import AlertView
@@ -222,7 +223,15 @@ class TeamsNotifier:
             parts.append(f"mass-{mass.action.value}")
         elif mass.action is MassAction.SUPPRESS:
             parts.append("mass-suppressed")
-        if mass.action in (MassAction.NORMAL, MassAction.END):
+        own_card = mass.action in (MassAction.NORMAL, MassAction.END)
+        if alert.about_risk:
+            if own_card:
+                payload, part = await self._risk_card(alert, now)
+                payloads += [payload] if payload else []
+                parts.append(part)
+            if alert.at_risk:
+                await self._store.note_risk(alert, folded=not own_card, now=now)
+        elif own_card:
             flap, flips = await self._store.flap_step(alert, self._noise)
             if flap.action is FlapAction.POST:
                 note = None
@@ -257,6 +266,18 @@ class TeamsNotifier:
             status=DeliveryStatus.DECIDED if payloads else DeliveryStatus.SUPPRESSED,
             decided_at=now,
         )
+
+    async def _risk_card(
+        self, alert: AlertView, now: datetime
+    ) -> tuple[dict[str, Any] | None, str]:
+        """An early warning's own card. Risk episodes skip flap control: the pipeline raises at
+        most one at_risk and one cleared per episode. A cleared whose at_risk was folded into a
+        mass-event summary is not posted alone: nobody saw the warning it would resolve."""
+        if alert.at_risk:
+            return message(at_risk_card(alert, now)), "at-risk-card"
+        if await self._store.risk_folded(alert.object_id):
+            return None, "cleared-folded"
+        return message(cleared_card(alert)), "cleared-card"
 
     async def _post(self, alert: AlertView, delivery: Delivery, delivery_count: int) -> Result:
         posted = delivery.posted

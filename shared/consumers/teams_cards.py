@@ -24,6 +24,7 @@ from urllib.parse import quote
 from shared.core import explain
 from shared.core.alert_view import AlertView
 from shared.core.compliance_details import ComplianceDetails
+from shared.core.models import PolicyRef
 from shared.core.os_names import os_label
 
 CARD_VERSION = "1.4"
@@ -64,7 +65,24 @@ SOURCES = {
     "notification": "a Microsoft Graph change notification",
     "sync": "devicemon's periodic delta sync",
     "replay": "a replay of stored changes",
+    "deadline": "devicemon's deadline scheduler (a warning time or a deadline came)",
+    "intune_watch": "devicemon's Intune watch (the Intune record changed)",
 }
+# The conditionalAccessConditionSet keys devicemon does not judge (microsoft-graph-docs-contrib
+# conditionalaccessconditionset.md): a blocking policy holds for the sign-ins they let through.
+CONDITIONS = {
+    "users": "some users",
+    "applications": "some apps",
+    "clientApplications": "some workload identities",
+    "locations": "some locations",
+    "clientAppTypes": "some client app types",
+    "signInRiskLevels": "risky sign-ins",
+    "userRiskLevels": "risky users",
+    "servicePrincipalRiskLevels": "risky service principals",
+    "insiderRiskLevels": "some insider risk levels",
+    "authenticationFlows": "some authentication flows",
+}
+MAX_POLICIES = 5  # blocking policies named on a card; the rest are counted
 # --- small helpers ---------------------------------------------------------------------------
 
 
@@ -211,6 +229,11 @@ def reason_blocks(codes: Iterable[str], fixed: bool) -> list[Card]:
     return blocks
 
 
+def risk_blocks(codes: Iterable[str]) -> list[Card]:
+    """Each risk in words, at the start of a full-width text."""
+    return [text(f"**{code}**: {explain.risk(code).meaning}") for code in codes]
+
+
 def compliance_blocks(details: ComplianceDetails | None) -> list[Card]:
     """What Intune says fails: each failing setting in words with its fix and the policy it
     belongs to (an unknown setting in Intune's own name), or why Intune could not be read."""
@@ -249,6 +272,61 @@ def compliance_blocks(details: ComplianceDetails | None) -> list[Card]:
     return blocks
 
 
+def conditions_in_words(conditions: Iterable[str]) -> str:
+    words = [CONDITIONS.get(c, clip(c, 40)) for c in conditions]
+    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
+
+
+def policy_line(policy: PolicyRef) -> str:
+    line = f"**{clip(policy.display_name or policy.policy_id, 120)}**"
+    if policy.conditional_on:
+        line += f" (for {conditions_in_words(policy.conditional_on)})"
+    if policy.reasons:
+        line += f": {explain.reasons_in_words(policy.reasons)}"
+    return line
+
+
+def policy_blocks(alert: AlertView, title: str) -> list[Card]:
+    """The Conditional Access policies the device fails, when the tenant's policies judged it
+    (under the CA_POLICY setting there are no policies to name)."""
+    if not alert.judged_by_policies or not alert.blocking_policies:
+        return []
+    blocks = [heading(title)]
+    blocks += [text(policy_line(p)) for p in alert.blocking_policies[:MAX_POLICIES]]
+    more = len(alert.blocking_policies) - MAX_POLICIES
+    if more > 0:
+        blocks.append(text(f"…and {more} more: `devicemon device` lists all.", isSubtle=True))
+    if alert.report_only_failures:
+        names = ", ".join(
+            clip(p.display_name or p.policy_id, 80)
+            for p in alert.report_only_failures[:MAX_POLICIES]
+        )
+        blocks.append(text(f"Report-only policies it would also fail: {names}", isSubtle=True))
+    return blocks
+
+
+def requires(alert: AlertView) -> str:
+    if alert.judged_by_policies:
+        return "what the tenant's Conditional Access policies require"
+    return POLICIES.get(alert.policy, clip(alert.policy))
+
+
+def timing_facts(alert: AlertView) -> list[tuple[str, str]]:
+    """When the change was seen, by what, what devicemon knew before and what CA requires."""
+    previous = "eligible" if alert.previous_eligible else "not eligible"
+    if alert.previous_reasons and not alert.previous_eligible:
+        previous += f" ({explain.reasons_in_words(alert.previous_reasons)})"
+    timing = [
+        ("Detected", when(alert.detected_at)),
+        ("Detected by", SOURCES.get(alert.detection_source, clip(alert.detection_source))),
+        ("Before", f"{previous}, as of {when(alert.previous_evaluated_at)}"),
+        ("CA requires", requires(alert)),
+    ]
+    if alert.grace_period_expires:
+        timing.append(("Grace period ends", when(alert.grace_period_expires)))
+    return timing
+
+
 def technical_details(alert: AlertView) -> Card:
     details = [
         ("Alert id", alert.id),
@@ -279,6 +357,7 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
         why = [
             heading("Why"),
             *reason_blocks(alert.reasons, fixed=False),
+            *policy_blocks(alert, "Blocked by"),
             *compliance_blocks(alert.compliance_details),
         ]
         fallback = f"{name} lost eligibility: {', '.join(alert.reasons)}"
@@ -293,6 +372,14 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
             "Good",
         )
         why = [heading("What was fixed"), *reason_blocks(alert.previous_reasons, fixed=True)]
+        if alert.current_risk_reasons:
+            # Restored straight into a risk: no at_risk card follows, so this card warns.
+            ends = f" on {when(alert.deadline)}" if alert.deadline else ""
+            why += [
+                heading("Still at risk"),
+                text(f"Eligible again, but it will lose access again{ends} unless this is fixed:"),
+                *risk_blocks(alert.current_risk_reasons),
+            ]
         fallback = f"{name} is eligible again (resolved: {', '.join(alert.previous_reasons)})"
     body: list[Card] = [top]
     if note:
@@ -301,18 +388,7 @@ def alert_card(alert: AlertView, note: str | None = None) -> Card:
     if alert.warnings:
         body.append(heading("Also worth knowing"))
         body += [text(f"**{w}**: {explain.warning(w).meaning}") for w in alert.warnings]
-    previous = "eligible" if alert.previous_eligible else "not eligible"
-    if alert.previous_reasons and not alert.previous_eligible:
-        previous += f" ({explain.reasons_in_words(alert.previous_reasons)})"
-    timing = [
-        ("Detected", when(alert.detected_at)),
-        ("Detected by", SOURCES.get(alert.detection_source, clip(alert.detection_source))),
-        ("Before", f"{previous}, as of {when(alert.previous_evaluated_at)}"),
-        ("CA requires", POLICIES.get(alert.policy, clip(alert.policy))),
-    ]
-    if alert.grace_period_expires:
-        timing.append(("Grace period ends", when(alert.grace_period_expires)))
-    body += [heading("When and how"), facts(timing)]
+    body += [heading("When and how"), facts(timing_facts(alert))]
     actions = [
         *device_links(alert.object_id, alert.device_id, alert.managed_device_id),
         technical_details(alert),
@@ -336,7 +412,14 @@ class MassSummary:
     join_types: dict[str, int] = field(default_factory=dict)
     devices: tuple[str, ...] = ()  # a few names, for orientation
     next_summary_at: int | None = None  # the count that triggers the next summary
+    at_risk: int = 0  # early warnings folded into the summary
+    cleared: int = 0  # and their resolutions
 
     @property
     def total(self) -> int:
+        return self.lost + self.restored + self.at_risk + self.cleared
+
+    @property
+    def changes(self) -> int:
+        """Devices whose eligibility changed (the rest only changed their risk)."""
         return self.lost + self.restored

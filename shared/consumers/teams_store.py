@@ -8,6 +8,8 @@ Row kinds, all in one table:
   arrival minute; counts the sliding mass window and feeds the mass-event summaries.
 - storm (PartitionKey `storm`, RowKey `fleet`): the mass-event state machine (ETag-guarded).
 - flap (PartitionKey = device object id, RowKey `flap`): the device's flap state (ETag-guarded).
+- risk (PartitionKey = device object id, RowKey `risk`): whether the device's latest at_risk
+  card was folded into a mass-event summary, so that its at_risk_cleared is not posted alone.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from shared.core.alert_view import AlertView, parse_time
 
 T = TypeVar("T")
 DELIVERY = "delivery"
+RISK = "risk"
 MAX_PAYLOADS = 2  # a mass-event summary and the alert's own card
 _CONFLICT_RETRIES = 100
 
@@ -312,9 +315,9 @@ class TeamsStore(TableAdapter):
         rows = await self._arrivals(first, last)
         reasons: Counter[str] = Counter()
         joins: Counter[str] = Counter()
-        lost = 0
+        kinds: Counter[str] = Counter()
         for row in rows:
-            lost += row.get("AlertType", "").endswith(".lost")
+            kinds[str(row.get("AlertType") or "").rpartition(".")[2]] += 1
             reasons.update(r for r in str(row.get("Reasons") or "").split(",") if r)
             joins[str(row.get("JoinType") or "unknown")] += 1
         names = tuple(
@@ -325,13 +328,36 @@ class TeamsStore(TableAdapter):
             phase=phase,
             first=first,
             last=last,
-            lost=lost,
-            restored=len(rows) - lost,
+            lost=kinds["lost"],
+            restored=len(rows) - kinds["lost"] - kinds["at_risk"] - kinds["at_risk_cleared"],
+            at_risk=kinds["at_risk"],
+            cleared=kinds["at_risk_cleared"],
             reasons=dict(reasons),
             join_types=dict(joins),
             devices=names,
             next_summary_at=next_summary if phase != "end" else None,
         )
+
+    # risk episodes
+
+    async def note_risk(self, alert: AlertView, folded: bool, now: datetime) -> None:
+        """Remember whether this at_risk alert's own card was folded into a summary. A
+        redelivery writes the same row again."""
+        await self._table.upsert_entity(
+            {
+                "PartitionKey": alert.object_id,
+                "RowKey": RISK,
+                "AlertId": alert.id,
+                "Folded": folded,
+                "DecidedAt": now,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    async def risk_folded(self, device_id: str) -> bool:
+        """Whether the device's latest at_risk card was folded into a mass-event summary."""
+        row = await self._get(device_id, RISK)
+        return bool(row is not None and row.get("Folded"))
 
     # flapping
 

@@ -15,9 +15,13 @@ from typing import Any
 
 from shared.core import explain
 from shared.core.compliance_details import ComplianceDetails
+from shared.core.models import JUDGED_BY_POLICIES, JUDGED_BY_SETTING, PolicyRef
 
 LOST = "devicemon.eligibility.lost"
 RESTORED = "devicemon.eligibility.restored"
+AT_RISK = "devicemon.eligibility.at_risk"
+AT_RISK_CLEARED = "devicemon.eligibility.at_risk_cleared"
+TYPES = (LOST, RESTORED, AT_RISK, AT_RISK_CLEARED)
 
 
 class AlertFormatError(ValueError):
@@ -62,10 +66,39 @@ class AlertView:
     advice: tuple[tuple[str, str], ...] = ()
     # data.compliance: the failing policies and settings, or why Intune could not be read.
     compliance_details: ComplianceDetails | None = None
+    # Early warning (at_risk, at_risk_cleared): data.risk. `risk_reasons` are the risks the alert
+    # is about (for a cleared one, those that went away); `deadline` None = no known instant.
+    risk_reasons: tuple[str, ...] = ()
+    deadline: datetime | None = None
+    lead_hours: int | None = None
+    risk_advice: tuple[tuple[str, str], ...] = ()
+    current_risk_reasons: tuple[str, ...] = ()  # data.current.riskReasons
+    # Who judged eligibility: the CA_POLICY setting or the tenant's policies, and which
+    # policies the device fails (data.current.blockingPolicies, reportOnlyFailures).
+    judged_by: str = JUDGED_BY_SETTING
+    blocking_policies: tuple[PolicyRef, ...] = ()
+    report_only_failures: tuple[PolicyRef, ...] = ()
 
     @property
     def lost(self) -> bool:
         return self.type == LOST
+
+    @property
+    def at_risk(self) -> bool:
+        return self.type == AT_RISK
+
+    @property
+    def cleared(self) -> bool:
+        return self.type == AT_RISK_CLEARED
+
+    @property
+    def about_risk(self) -> bool:
+        """An early warning or its resolution, not a change of eligibility."""
+        return self.type in (AT_RISK, AT_RISK_CLEARED)
+
+    @property
+    def judged_by_policies(self) -> bool:
+        return self.judged_by == JUDGED_BY_POLICIES
 
     @property
     def name(self) -> str:
@@ -79,8 +112,15 @@ class AlertView:
 
     @property
     def subject_reasons(self) -> tuple[str, ...]:
-        """The reasons the alert is about: new ones for `lost`, resolved ones for `restored`."""
+        """The reasons the alert is about: new ones for `lost`, resolved ones for `restored`,
+        the risks for `at_risk` and the risks that went away for `at_risk_cleared`."""
+        if self.about_risk:
+            return self.risk_reasons
         return self.reasons if self.lost else self.previous_reasons
+
+    def risk_action(self, code: str) -> str | None:
+        """What the alert advises about one risk (data.risk.advice), if it says."""
+        return dict(self.risk_advice).get(code)
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -126,6 +166,19 @@ def _advice(value: Any) -> tuple[tuple[str, str], ...]:
     )
 
 
+def _policies(value: Any, name: str) -> tuple[PolicyRef, ...]:
+    if not isinstance(value, list):
+        return ()
+    try:
+        return tuple(PolicyRef.from_json(item) for item in value)
+    except ValueError as exc:
+        raise AlertFormatError(f"data.current.{name} is malformed: {exc}") from None
+
+
+def _lead_hours(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _compliance(value: Any) -> ComplianceDetails | None:
     if not isinstance(value, dict):
         return None
@@ -146,7 +199,7 @@ def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
             raise AlertFormatError(f"body is not JSON: {exc}") from None
     if not isinstance(event, dict):
         raise AlertFormatError("body is not a JSON object")
-    if event.get("type") not in (LOST, RESTORED):
+    if event.get("type") not in TYPES:
         raise AlertFormatError(f"unknown event type {event.get('type')!r}")
     data = event.get("data")
     if not isinstance(data, dict) or not event.get("id"):
@@ -155,6 +208,9 @@ def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
     previous = data.get("previous") or {}
     current = data.get("current") or {}
     detection = data.get("detection") or {}
+    risk = data.get("risk") or {}
+    if not isinstance(risk, dict):
+        raise AlertFormatError("data.risk is not an object")
     if not isinstance(device, dict) or not device.get("objectId"):
         raise AlertFormatError("data.device.objectId is missing")
     try:
@@ -197,4 +253,12 @@ def parse_alert(body: bytes | str | dict[str, Any]) -> AlertView:
         summary=str(current.get("summary") or ""),
         advice=_advice(current.get("advice")),
         compliance_details=_compliance(data.get("compliance")),
+        risk_reasons=_strings(risk.get("reasons")),
+        deadline=parse_time(risk.get("deadline")) or parse_time(current.get("deadline")),
+        lead_hours=_lead_hours(risk.get("leadHours")),
+        risk_advice=_advice(risk.get("advice")),
+        current_risk_reasons=_strings(current.get("riskReasons")),
+        judged_by=str(current.get("judgedBy") or JUDGED_BY_SETTING),
+        blocking_policies=_policies(current.get("blockingPolicies"), "blockingPolicies"),
+        report_only_failures=_policies(current.get("reportOnlyFailures"), "reportOnlyFailures"),
     )

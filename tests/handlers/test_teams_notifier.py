@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from tests.alert_helpers import T0, as_message, make_alert
 from tests.servicebus_helpers import drain_subscription
+from tests.shared.consumers.risk_alerts import risk_alert
 from tests.shared.consumers.test_teams_cards import check
 
 
@@ -295,18 +297,13 @@ async def test_concurrent_consumers_post_one_summary_for_a_storm(
 # --- through function_app in the dev host --------------------------------------------------------
 
 
-async def test_a_rejected_card_ends_in_the_dead_letter_queue(
-    rt: Runtime,
-    sink: TeamsSink,
-    stack,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    topic = rt.settings.device_alerts_topic
-    monkeypatch.setenv("DEVICE_ALERTS_TOPIC", topic)
+@asynccontextmanager
+async def teams_host(
+    rt: Runtime, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[None]:
+    """function_app's teams_alert in the dev host, reading the runtime's topic on the broker."""
+    monkeypatch.setenv("DEVICE_ALERTS_TOPIC", rt.settings.device_alerts_topic)
     monkeypatch.setenv("ServiceBusConnection", stack.service_bus_connection)
-    sink.set_default(hook(rt), Reply(404, "The workflow was deleted"))
-    alert = make_alert()
     use_runtime(rt)
     try:
         async with DevHost(
@@ -315,20 +312,34 @@ async def test_a_rejected_card_ends_in_the_dead_letter_queue(
             only={"servicebus"},
             host_json={"version": "2.0", "functions": ["teams_alert"]},
         ):
-            caplog.set_level(logging.INFO, logger="devicemon")
-            await rt.publisher().publish(alert)
-            deadline = asyncio.get_running_loop().time() + 60
-            while caplog.text.count("teams_post_rejected") < 10:  # the max delivery count
-                assert asyncio.get_running_loop().time() < deadline, "not rejected 10 times"
-                await asyncio.sleep(0.05)
-            dead: list[Any] = []
-            while not dead:
-                assert asyncio.get_running_loop().time() < deadline, "not dead-lettered"
-                dead = await asyncio.to_thread(
-                    drain_subscription, stack.service_bus_connection, topic, "teams", 0.5, True
-                )
+            yield
     finally:
         use_runtime(None)
+
+
+async def test_a_rejected_card_ends_in_the_dead_letter_queue(
+    rt: Runtime,
+    sink: TeamsSink,
+    stack,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = rt.settings.device_alerts_topic
+    sink.set_default(hook(rt), Reply(404, "The workflow was deleted"))
+    alert = make_alert()
+    async with teams_host(rt, stack, monkeypatch):
+        caplog.set_level(logging.INFO, logger="devicemon")
+        await rt.publisher().publish(alert)
+        deadline = asyncio.get_running_loop().time() + 60
+        while caplog.text.count("teams_post_rejected") < 10:  # the max delivery count
+            assert asyncio.get_running_loop().time() < deadline, "not rejected 10 times"
+            await asyncio.sleep(0.05)
+        dead: list[Any] = []
+        while not dead:
+            assert asyncio.get_running_loop().time() < deadline, "not dead-lettered"
+            dead = await asyncio.to_thread(
+                drain_subscription, stack.service_bus_connection, topic, "teams", 0.5, True
+            )
     assert [m.message_id for m in dead] == [alert["id"]]
     assert dead[0].dead_letter_reason == "MaxDeliveryCountExceeded"
     assert len(sink.attempts(hook(rt))) == 1
@@ -342,3 +353,109 @@ async def test_the_sink_answers_like_workflows(sink: TeamsSink) -> None:
         good = await http.post(sink.url("x"), json={"type": "message", "attachments": []})
     assert bad.status_code == 400 and good.status_code == 400
     assert sink.posts("x") == []
+
+
+# --- early warnings (issue 12 item 4) ------------------------------------------------------------
+
+
+async def test_an_at_risk_alert_is_an_amber_card_and_its_clearing_a_green_one(
+    rt: Runtime, sink: TeamsSink
+) -> None:
+    at_risk = risk_alert(("GRACE_PERIOD_ENDING",))
+    cleared = risk_alert(
+        ("GRACE_PERIOD_ENDING",),
+        cleared=True,
+        object_id=at_risk["data"]["device"]["objectId"],
+        at=T0 + timedelta(hours=5),
+    )
+    first = await teams_notifier.handle(as_message(at_risk), rt)
+    again = await teams_notifier.handle(as_message(at_risk, 1), rt)
+    second = await teams_notifier.handle(as_message(cleared), rt)
+
+    assert first is not None and first.decision == "at-risk-card"
+    assert again is not None and again.status is DeliveryStatus.POSTED
+    assert second is not None and second.decision == "cleared-card"
+    assert labels(sink, hook(rt)) == ["🟠 AT RISK", "🟢 NO LONGER AT RISK"]
+    amber, green = sink.cards(hook(rt))
+    for card in (amber, green):
+        check(card)
+    assert [amber["body"][0]["style"], green["body"][0]["style"]] == ["warning", "good"]
+    assert "Access ends **2026-12-01 15:00:00 UTC**" in str(amber)
+
+
+async def test_a_burst_of_at_risk_alerts_is_summarised_and_folded_clearings_stay_quiet(
+    build: Callable[..., TeamsNotifier], sink: TeamsSink, teams_settings: Settings
+) -> None:
+    """A tenant shortening its validity period puts many devices at risk at once: one summary
+    instead of a card each; a device whose warning was folded into it gets no lone green card
+    when its risk goes away, one whose amber card was posted does."""
+    clock = Clock(datetime.now(UTC))
+    notifier = build(clock)
+    alerts = [risk_alert(("CHECKIN_OVERDUE",), name=f"PC-{i:03d}") for i in range(30)]
+    for alert in alerts:
+        await notifier.handle(parse_alert(alert))
+    name = teams_settings.table_prefix
+    assert labels(sink, name) == ["🟠 AT RISK"] * 4 + ["🟠 MASS EVENT"] * 2
+    start = sink.cards(name)[4]
+    assert start["body"][0]["items"][1]["text"] == "5 devices were put at risk within 10 minutes"
+    assert "share **CHECKIN_OVERDUE**" in str(start)
+
+    def cleared(index: int) -> Any:
+        device = alerts[index]["data"]["device"]
+        return parse_alert(
+            risk_alert(
+                ("CHECKIN_OVERDUE",),
+                cleared=True,
+                object_id=device["objectId"],
+                name=device["displayName"],
+            )
+        )
+
+    clock.now += timedelta(minutes=11)  # the burst is over: the next alert closes it
+    closing = await notifier.handle(cleared(10))  # folded: the final summary, no green card
+    quiet = await notifier.handle(cleared(11))
+    posted = await notifier.handle(cleared(0))  # its amber card was posted: a green one
+    assert closing.decision == "mass-end+cleared-folded"
+    assert quiet.decision == "cleared-folded" and quiet.status is DeliveryStatus.SUPPRESSED
+    assert posted.decision == "cleared-card"
+    assert labels(sink, name)[6:] == ["🟢 MASS EVENT OVER", "🟢 NO LONGER AT RISK"]
+    end = sink.cards(name)[6]
+    assert {"title": "At risk (still eligible)", "value": "30"} in end["body"][1]["facts"]
+    for card in sink.cards(name):
+        check(card)
+
+
+async def test_a_loss_after_a_folded_warning_still_gets_its_card(
+    build: Callable[..., TeamsNotifier], sink: TeamsSink, teams_settings: Settings
+) -> None:
+    clock = Clock(datetime.now(UTC))
+    notifier = build(clock, mass_threshold=2)
+    first, folded = (risk_alert(name=f"PC-{i}") for i in range(2))
+    for alert in (first, folded):
+        await notifier.handle(parse_alert(alert))
+    clock.now += timedelta(minutes=11)
+    lost = make_alert(object_id=folded["data"]["device"]["objectId"], name="PC-1")
+    result = await notifier.handle(parse_alert(lost))
+    assert result.decision == "mass-end+card"
+    assert labels(sink, teams_settings.table_prefix)[-1] == "🔴 LOST ELIGIBILITY"
+
+
+async def test_risk_alerts_reach_teams_through_the_topic(
+    rt: Runtime, sink: TeamsSink, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published on the broker's topic, read by function_app's teams_alert in the dev host."""
+    at_risk = risk_alert(("INTUNE_ENTRA_MISMATCH",), deadline=None)
+    cleared = risk_alert(
+        ("INTUNE_ENTRA_MISMATCH",), cleared=True, object_id=at_risk["data"]["device"]["objectId"]
+    )
+    async with teams_host(rt, stack, monkeypatch):
+        deadline = asyncio.get_running_loop().time() + 60
+        for alert in (at_risk, cleared):
+            await rt.publisher().publish(alert)  # one at a time: the cleared follows its warning
+            posted = len(sink.posts(hook(rt)))
+            while len(sink.posts(hook(rt))) == posted:
+                assert asyncio.get_running_loop().time() < deadline, f"no card for {alert['type']}"
+                await asyncio.sleep(0.05)
+    amber, green = sink.cards(hook(rt))
+    assert amber["body"][0]["items"][1]["text"].endswith("at any moment")
+    assert green["body"][0]["items"][0]["text"] == "🟢 NO LONGER AT RISK"
