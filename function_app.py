@@ -81,6 +81,13 @@ async def run_deadlines(timer: func.TimerRequest) -> None:
     await deadlines.deadline_timer(timer)
 
 
+@app.timer_trigger(schedule="%INTUNE_WATCH_SCHEDULE%", arg_name="timer")
+async def watch_intune(timer: func.TimerRequest) -> None:
+    from handlers import intune_watch
+
+    await intune_watch.intune_watch_timer(timer)
+
+
 @app.route(route="health", methods=["GET"])
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     from handlers import health

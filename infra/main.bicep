@@ -175,6 +175,7 @@ var tableNames = [
   '${tablePrefix}ProcessingFailures'
   '${tablePrefix}CaPolicies'
   '${tablePrefix}DeviceDeadlines'
+  '${tablePrefix}IntuneWatch'
 ]
 
 // Least privilege in Graph too: Intune and remediation permissions only when those features are on.
@@ -307,6 +308,7 @@ module functionApp 'modules/functionapp.bicep' = {
       POLICY_SCHEDULE: '0 5 * * * *'
       TENANT_SETTINGS_SCHEDULE: '0 30 3 * * *'
       DEADLINE_SCHEDULE: '30 */1 * * * *'
+      INTUNE_WATCH_SCHEDULE: '20 */15 * * * *'
       PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
       HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes
       HEALTH_MAX_FAILURES: healthMaxFailures

@@ -124,6 +124,7 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "POLICY_SCHEDULE": "0 5 * * * *",
         "TENANT_SETTINGS_SCHEDULE": "0 30 3 * * *",
         "DEADLINE_SCHEDULE": "30 */1 * * * *",
+        "INTUNE_WATCH_SCHEDULE": "20 */15 * * * *",
     }
 
 

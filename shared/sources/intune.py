@@ -11,7 +11,7 @@ the delta pages themselves stay streamed.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +59,12 @@ class IntuneIndex:
         except SnapshotError:
             registered = None
         return None if registered is not None and registered >= self.read_at else ()
+
+    def items(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(Entra device id in lower case, its newest Intune record) for every device held: what
+        the Intune watch compares run after run (shared/sources/intune_watch.py)."""
+        for device_id, held in self._by_device.items():
+            yield device_id, json.loads(held)
 
     @classmethod
     async def read(cls, pages: AsyncIterable[list[dict[str, Any]]], at: datetime) -> IntuneIndex:
