@@ -166,6 +166,8 @@ class Runtime:
     async def pipeline(self) -> Pipeline:
         async with self._building["pipeline"]:
             if self._pipeline is None:
+                from datetime import timedelta
+
                 from shared.adapters.compliance_details import read_compliance_details
                 from shared.core.evaluation import EvaluationOptions
                 from shared.processing.pipeline import Pipeline
@@ -182,6 +184,7 @@ class Runtime:
                         s.stale_sign_in_days,
                         s.intune_checkin_stale_days,
                         checkin_warning_days=s.intune_checkin_warn_days,
+                        at_risk_lead=timedelta(hours=s.at_risk_lead_hours),
                     ),
                     tenant=await self._tenant_settings(),
                     event_source=s.event_source,

@@ -12,6 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from shared.core.evaluation import (
+    DEFAULT_AT_RISK_LEAD_HOURS,
+    MAX_AT_RISK_LEAD_HOURS,
+    MIN_AT_RISK_LEAD_HOURS,
+)
 from shared.core.models import Policy
 from shared.core.tenant_settings import (
     DEFAULT_CHECKIN_WARNING_DAYS,
@@ -62,6 +67,8 @@ class Settings:
     # The compliance status validity period assumed until the tenant's own has been read.
     intune_checkin_stale_days: int = 30
     intune_checkin_warn_days: int = DEFAULT_CHECKIN_WARNING_DAYS
+    # AT_RISK_LEAD_HOURS: how long before a known deadline an eligible device is at risk.
+    at_risk_lead_hours: int = DEFAULT_AT_RISK_LEAD_HOURS
     max_notification_bytes: int = 1_048_576
     # Senders per Service Bus entity (each used by one invocation at a time) and the bounds on a
     # send: on Graph's request path (3 s deadline) and everywhere else (well inside a lock).
@@ -150,6 +157,13 @@ class Settings:
             ),
             intune_checkin_warn_days=_int(
                 env, "INTUNE_CHECKIN_WARN_DAYS", DEFAULT_CHECKIN_WARNING_DAYS, 1, 60
+            ),
+            at_risk_lead_hours=_int(
+                env,
+                "AT_RISK_LEAD_HOURS",
+                DEFAULT_AT_RISK_LEAD_HOURS,
+                MIN_AT_RISK_LEAD_HOURS,
+                MAX_AT_RISK_LEAD_HOURS,
             ),
             max_notification_bytes=_int(
                 env, "MAX_NOTIFICATION_BYTES", 1_048_576, 1024, 100_000_000
