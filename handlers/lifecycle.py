@@ -13,7 +13,13 @@ from typing import Any
 
 import azure.functions as func
 
-from handlers.responses import body_within_limit, json_error, validation_response
+from handlers.responses import (
+    body_within_limit,
+    enqueue_failed,
+    json_error,
+    payload_too_large,
+    validation_response,
+)
 from shared import logs
 from shared.core.commands import Command
 from shared.runtime import Runtime, current
@@ -42,10 +48,7 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
     settings = rt.settings
     body = body_within_limit(req, settings.max_notification_bytes)
     if body is None:
-        logs.event(log, "lifecycle_rejected", level=logging.WARNING, outcome="too_large")
-        return json_error(
-            413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes"
-        )
+        return payload_too_large(log, "lifecycle_rejected", settings.max_notification_bytes)
     try:
         items = parse_collection(body)
     except MalformedNotification as exc:
@@ -61,16 +64,7 @@ async def lifecycle(req: func.HttpRequest, runtime: Runtime | None = None) -> fu
         try:
             await rt.change_queue().send_commands(commands)
         except Exception as exc:
-            logs.event(
-                log,
-                "enqueue_failed",
-                level=logging.ERROR,
-                error=type(exc).__name__,
-                count=len(commands),
-            )
-            return json_error(
-                503, "enqueueFailed", "could not queue the lifecycle work; retry later"
-            )
+            return enqueue_failed(log, exc, len(commands), "the lifecycle work")
     return func.HttpResponse(status_code=202)
 
 

@@ -1,4 +1,5 @@
-"""HTTP pieces the Graph-facing routes share: the validation handshake, JSON errors, body limits."""
+"""HTTP pieces the Graph-facing routes share: the validation handshake, JSON errors, body limits,
+and the answers for a body over the limit and for work that could not be queued."""
 
 from __future__ import annotations
 
@@ -45,6 +46,21 @@ def json_error(status: int, code: str, message: str) -> func.HttpResponse:
     return func.HttpResponse(
         body, status_code=status, mimetype="application/json", headers=dict(NOSNIFF)
     )
+
+
+def payload_too_large(logger: logging.Logger, event: str, limit: int) -> func.HttpResponse:
+    logs.event(logger, event, level=logging.WARNING, outcome="too_large")
+    return json_error(413, "payloadTooLarge", f"body exceeds {limit} bytes")
+
+
+def enqueue_failed(
+    logger: logging.Logger, exc: Exception, count: int, what: str
+) -> func.HttpResponse:
+    """Not durably queued: a 5xx makes Graph deliver again, where a 202 would lose the work.
+
+    `what` names the work in the message ("the notifications", "the lifecycle work")."""
+    logs.event(logger, "enqueue_failed", level=logging.ERROR, error=type(exc).__name__, count=count)
+    return json_error(503, "enqueueFailed", f"could not queue {what}; retry later")
 
 
 def body_within_limit(req: func.HttpRequest, limit: int) -> bytes | None:

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 import azure.functions as func
 
 from handlers.lifecycle import is_lifecycle_notification, lifecycle_commands
-from handlers.responses import body_within_limit, json_error, validation_response
+from handlers.responses import (
+    body_within_limit,
+    enqueue_failed,
+    json_error,
+    payload_too_large,
+    validation_response,
+)
 from shared import logs
 from shared.runtime import Runtime, current
 from shared.sources.notifications import MalformedNotification, parse_collection, triage
@@ -30,10 +36,7 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
     settings = rt.settings
     body = body_within_limit(req, settings.max_notification_bytes)
     if body is None:
-        logs.event(log, "notification_rejected", level=logging.WARNING, outcome="too_large")
-        return json_error(
-            413, "payloadTooLarge", f"body exceeds {settings.max_notification_bytes} bytes"
-        )
+        return payload_too_large(log, "notification_rejected", settings.max_notification_bytes)
     try:
         items = parse_collection(body)
     except MalformedNotification as exc:
@@ -64,17 +67,8 @@ async def notifications(req: func.HttpRequest, runtime: Runtime | None = None) -
             if commands:
                 await queue.send_commands(commands)
         except Exception as exc:
-            # Not durably queued: a 5xx makes Graph deliver again; a 202 would lose the change.
-            logs.event(
-                log,
-                "enqueue_failed",
-                level=logging.ERROR,
-                error=type(exc).__name__,
-                count=len(result.changes) + len(commands),
-            )
-            return json_error(
-                503, "enqueueFailed", "could not queue the notifications; retry later"
-            )
+            count = len(result.changes) + len(commands)
+            return enqueue_failed(log, exc, count, "the notifications")
     for change in result.changes:
         logs.event(
             log,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from local import stack as local_stack
 from local.graphsim.admin import SimAdmin
+from local.ports import free_port
 from shared import retry
 from shared.runtime import Runtime
 from shared.settings import Settings
@@ -55,3 +57,18 @@ def sim(stack: local_stack.Stack, tenant: str) -> Iterator[SimAdmin]:
     with SimAdmin(stack.graph_root, tenant) as admin:
         admin.ensure()
         yield admin
+
+
+@pytest.fixture
+async def unreachable_broker(settings: Settings) -> AsyncIterator[Runtime]:
+    """A runtime whose Service Bus namespace is a port nobody listens on: every send fails."""
+    dead = free_port()
+    rt = Runtime(
+        replace(
+            settings,
+            service_bus_connection_string=f"Endpoint=sb://127.0.0.1:{dead};SharedAccessKeyName=x;"
+            "SharedAccessKey=y;UseDevelopmentEmulator=true",
+        )
+    )
+    yield rt
+    await rt.close()

@@ -96,3 +96,22 @@ async def test_odd_items_are_dropped_and_counted_and_never_block_the_others(
     assert len(str(messages[0].message_id)) <= 128
     for expected in ("client_state_mismatch:2", "invalid_id:3", "unknown_lifecycle_event:1"):
         assert expected in caplog.text
+
+
+async def test_enqueue_failure_is_a_5xx_so_graph_retries(
+    unreachable_broker: Runtime, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    items = [event("reauthorizationRequired", tenant), event("missed", tenant)]
+    with caplog.at_level(logging.ERROR, logger="devicemon.lifecycle"):
+        response = await lifecycle.lifecycle(post(items), unreachable_broker)
+    assert response.status_code == 503
+    error = json.loads(response.get_body())["error"]
+    assert (error["code"], error["message"]) == (
+        "enqueueFailed",
+        "could not queue the lifecycle work; retry later",
+    )
+    (failed,) = [r for r in caplog.records if r.name == "devicemon.lifecycle"]
+    assert (getattr(failed, "devicemon.event"), getattr(failed, "devicemon.count")) == (
+        "enqueue_failed",
+        2,
+    )

@@ -13,9 +13,7 @@ import pytest
 
 from handlers import webhook
 from handlers.responses import MAX_VALIDATION_TOKEN_CHARS
-from local.ports import free_port
 from shared.runtime import Runtime
-from shared.settings import Settings
 from tests.conftest import CLIENT_STATE
 from tests.servicebus_helpers import body_json, drain_sessions
 
@@ -194,19 +192,20 @@ async def test_many_notifications_in_one_post_all_reach_the_queue(
     assert sorted(str(m.session_id) for m in messages) == sorted(devices)
 
 
-async def test_enqueue_failure_is_a_5xx_so_graph_retries(settings: Settings, tenant: str) -> None:
-    dead = free_port()
-    broken = replace(
-        settings,
-        service_bus_connection_string=f"Endpoint=sb://127.0.0.1:{dead};SharedAccessKeyName=x;SharedAccessKey=y;UseDevelopmentEmulator=true",
-    )
-    rt = Runtime(broken)
-    response = await webhook.notifications(
-        post(payload(notification(str(uuid.uuid4()), tenant))), rt
-    )
+async def test_enqueue_failure_is_a_5xx_so_graph_retries(
+    unreachable_broker: Runtime, tenant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="devicemon.webhook"):
+        response = await webhook.notifications(
+            post(payload(notification(str(uuid.uuid4()), tenant))), unreachable_broker
+        )
     assert response.status_code == 503
     assert json.loads(response.get_body())["error"]["code"] == "enqueueFailed"
-    await rt.close()
+    (failed,) = [r for r in caplog.records if r.name == "devicemon.webhook"]
+    assert (getattr(failed, "devicemon.event"), getattr(failed, "devicemon.count")) == (
+        "enqueue_failed",
+        1,
+    )
 
 
 def test_webhook_path_never_imports_msgraph() -> None:
