@@ -79,6 +79,10 @@ class SubscriptionKeeper:
         return await self._create(record)
 
     async def _create(self, record: SubscriptionRecord) -> SubscriptionRecord:
+        # Only called when Graph has no live subscription for us (none yet, or gone): the old id
+        # is forgotten even if this create is refused, or every later upkeep run would spend a
+        # request on its 404 before trying to create again.
+        record = replace(record, subscription_id="", expires_at=None)
         body: dict[str, Any] = {
             "changeType": CHANGE_TYPES,
             "notificationUrl": self._settings.notification_url,

@@ -101,6 +101,24 @@ async def test_refused_resource_is_recorded_with_graphs_words(
     assert sim.subscriptions()["subscriptions"] == []
 
 
+async def test_a_gone_subscription_is_forgotten_when_its_replacement_is_refused(
+    upkeep_runtime: Runtime, sim: SimAdmin
+) -> None:
+    keeper = await upkeep_runtime.subscription_keeper()
+    first = await keeper.ensure()
+    sim.remove_subscription(first.subscription_id)
+    sim.refuse_device_subscriptions(403)
+
+    refused = await keeper.ensure()
+    sim.reset_requests()
+    again = await keeper.ensure()
+
+    assert (refused.status, refused.subscription_id, refused.expires_at) == ("refused", "", None)
+    assert (again.status, again.subscription_id) == ("refused", "")
+    # The next run asks Graph to create, not about the id it already said was gone.
+    assert sim.requests()["routes"] == {"POST /subscriptions": 1}
+
+
 async def test_no_notification_url_is_a_clear_status(runtime: Runtime, sim: SimAdmin) -> None:
     record = await (await runtime.subscription_keeper()).ensure()
     assert record.status == "error" and "NOTIFICATION_URL" in record.last_error
