@@ -169,18 +169,20 @@ def _risk(
     lead: timedelta,
     origin: Origin,
 ) -> dict[str, Any]:
-    """data.risk: at_risk says which risks and when access ends; at_risk_cleared says which went
-    away (and the deadline they had)."""
+    """data.risk: at_risk says which risks, when access ends and what to do; at_risk_cleared says
+    which went away (and the deadline they had), with no advice."""
     if transition is Transition.AT_RISK:
         reasons = [r.value for r in evaluation.risk_reasons]
         deadline = evaluation.deadline
+        advice = [{"reason": code, "action": risk_action(code, origin)} for code in reasons]
     else:
-        reasons, deadline = list(previous.risk_reasons), previous.deadline
+        # Nothing left to do about risks that went away.
+        reasons, deadline, advice = list(previous.risk_reasons), previous.deadline, []
     return {
         "reasons": reasons,
         "deadline": _iso(deadline),
         "leadHours": max(1, round(lead.total_seconds() / 3600)),
-        "advice": [{"reason": code, "action": risk_action(code, origin)} for code in reasons],
+        "advice": advice,
     }
 
 

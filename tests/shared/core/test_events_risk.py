@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from shared.core.advice import Origin, risk_action
 from shared.core.evaluation import evaluate, fingerprint
 from shared.core.events import (
     PreviousVerdict,
@@ -162,6 +163,7 @@ def test_cleared_names_the_risks_that_went_away() -> None:
     assert data["current"]["riskReasons"] == [] and data["current"]["deadline"] is None
     assert data["risk"]["reasons"] == ["GRACE_PERIOD_ENDING"]
     assert data["risk"]["deadline"] == "2026-12-02T12:00:00Z"
+    assert data["risk"]["advice"] == []
     props = application_properties(cleared)
     assert (props["riskReasons"], props["deadline"]) == (
         "GRACE_PERIOD_ENDING",
@@ -209,3 +211,25 @@ def test_lead_hours_follow_the_setting() -> None:
     previous = verdict_of(stored(*HEALTHY))
     raised = alert(Transition.AT_RISK, GRACE, previous, lead=timedelta(hours=24))
     assert raised["data"]["risk"]["leadHours"] == 24
+
+
+def documented_examples() -> list[dict[str, Any]]:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "alerts.md").read_text()
+    blocks = doc.split("```json\n")[1:]
+    return [json.loads(block[: block.index("```")]) for block in blocks]
+
+
+def test_the_documented_examples_of_each_event_are_valid_and_say_what_the_code_says() -> None:
+    examples = {example["type"]: example for example in documented_examples()}
+    assert {"devicemon.eligibility.at_risk", "devicemon.eligibility.at_risk_cleared"} <= set(
+        examples
+    )
+    for example in examples.values():
+        validate(example)
+    raised = examples["devicemon.eligibility.at_risk"]["data"]
+    origin = Origin(
+        join_type=raised["device"]["joinType"], management=raised["device"]["management"]
+    )
+    assert raised["risk"]["advice"] == [
+        {"reason": code, "action": risk_action(code, origin)} for code in raised["risk"]["reasons"]
+    ]
