@@ -141,6 +141,7 @@ ENV_NAMES = {
     "health_max_failures": "HEALTH_MAX_FAILURES",
     "eligibility_source": "ELIGIBILITY_SOURCE",
     "policy_cache_seconds": "POLICY_CACHE_SECONDS",
+    "at_risk_lead_hours": "AT_RISK_LEAD_HOURS",
 }
 
 
