@@ -1,16 +1,21 @@
-"""`devicemon evaluate FILE`: the "why is this laptop blocked?" tool. Offline and pure: the same
-evaluation as the processor, on a device JSON as Graph returns it, explained in words."""
+"""`devicemon evaluate FILE`: the "why is this laptop blocked?" tool. The same evaluation as the
+processor, on a device JSON as Graph returns it, explained in words: under the CA_POLICY setting,
+or with `--policies FILE` against the tenant's exported Conditional Access policies. Offline but
+for one read: when Table storage is configured, the tenant's Intune settings devicemon stored
+(`devicemon tenant`), as the processor uses them; Intune's defaults otherwise. It says which."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cli.context import load_settings
+from cli.context import Context, check_tables_connection, load_settings
 from cli.errors import INELIGIBLE, OK, USAGE, CliError
 from cli.output import Console, clean, pairs, table, wrap
 from shared.core import explain
@@ -22,8 +27,13 @@ from shared.core.snapshots import (
     managed_device_from_json,
     parse_time,
 )
+from shared.core.tenant_settings import TenantSettings, to_json
+from shared.settings import Settings
 from shared.views.device_json import iso
 from shared.views.fleet import os_label
+
+# Reading the stored tenant settings must not hold an offline tool for long.
+TENANT_READ_SECONDS = 15.0
 
 
 def read_json(path: str) -> Any:
@@ -49,9 +59,14 @@ def single(document: Any, what: str, path: str) -> Any:
     return document
 
 
-def load_inputs(
-    path: str, managed_path: str | None
-) -> tuple[DeviceSnapshot, ManagedDeviceSnapshot | None]:
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    device: DeviceSnapshot
+    managed: ManagedDeviceSnapshot | None
+    device_json: dict[str, Any]  # as Graph returned it: what the policies' filters read
+
+
+def load_inputs(path: str, managed_path: str | None) -> Inputs:
     document = single(read_json(path), "device", path)
     managed_json = None
     if isinstance(document, dict) and isinstance(document.get("device"), dict):
@@ -64,21 +79,54 @@ def load_inputs(
         managed = managed_device_from_json(managed_json) if managed_json else None
     except SnapshotError as exc:
         raise CliError(f"not a Graph device: {exc}", USAGE) from None
-    return device, managed
+    return Inputs(device, managed, document)
 
 
-def verdict_json(
-    device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None, result: Evaluation
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """The tenant's Intune settings evaluation uses, and where they came from, in words."""
+
+    settings: TenantSettings
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**to_json(self.settings), "source": self.source}
+
+
+async def stored_tenant(settings: Settings) -> Tenant:
+    """What the processor evaluates with: the settings devicemon stored in its bookkeeping table
+    when Table storage is configured (a stack, a deployed tenant), else Intune's defaults. A
+    store that cannot be read leaves the defaults, and the words say why."""
+    defaults = TenantSettings()
+    if not (settings.tables_connection_string or settings.tables_endpoint):
+        return Tenant(defaults, "Intune's defaults: no Table storage is configured")
+    from azure.core.exceptions import AzureError
+
+    from cli.tenant import source_words
+    from shared.adapters.tenant_settings import TenantSettingsBook
+
+    ctx = Context(settings)
+    try:
+        check_tables_connection(settings)
+        book = TenantSettingsBook(ctx.tables(), settings.sync_table)
+        try:
+            async with asyncio.timeout(TENANT_READ_SECONDS):
+                stored = await book.load()
+        finally:
+            await book.close()
+    except (CliError, AzureError, TimeoutError, OSError, ValueError) as exc:
+        why = clean(str(exc) or type(exc).__name__, 200)
+        return Tenant(
+            defaults, f"Intune's defaults: {settings.sync_table} could not be read ({why})"
+        )
+    finally:
+        await ctx.close()
+    return Tenant(stored.settings, f"stored by devicemon: {source_words(stored.settings)}")
+
+
+def codes_json(result: Evaluation) -> dict[str, Any]:
+    """The reasons and warnings with their words."""
     return {
-        "objectId": device.object_id,
-        "displayName": device.display_name,
-        "policy": result.policy.value,
-        "eligible": result.eligible,
-        "joinType": result.join_type.value,
-        "compliance": result.compliance.value,
-        "management": result.management.value,
-        "gracePeriodExpires": iso(result.grace_period_expires),
         "reasons": [
             {
                 "code": r.value,
@@ -95,8 +143,44 @@ def verdict_json(
             }
             for w in result.warnings
         ],
+    }
+
+
+def verdict_json(
+    device: DeviceSnapshot, managed: ManagedDeviceSnapshot | None, result: Evaluation
+) -> dict[str, Any]:
+    return {
+        "objectId": device.object_id,
+        "displayName": device.display_name,
+        "policy": result.policy.value,
+        "eligible": result.eligible,
+        "joinType": result.join_type.value,
+        "compliance": result.compliance.value,
+        "management": result.management.value,
+        "gracePeriodExpires": iso(result.grace_period_expires),
+        **codes_json(result),
+        "riskReasons": [r.value for r in result.risk_reasons],
+        "deadline": iso(result.deadline),
         "intuneRecord": managed is not None,
     }
+
+
+def reason_lines(result: Evaluation) -> list[str]:
+    lines = []
+    for reason in result.reasons:
+        e = explain.reason(reason)
+        lines += [f"  {reason.value}: {e.meaning}", f"    What to do: {e.action}"]
+    return lines
+
+
+def warning_lines(result: Evaluation, console: Console) -> list[str]:
+    if not result.warnings:
+        return []
+    lines = ["", console.bold("Warnings")]
+    for warning in result.warnings:
+        e = explain.warning(warning)
+        lines += [f"  {warning.value}: {e.meaning}", f"    What to do: {e.action}"]
+    return lines
 
 
 def render(
@@ -105,6 +189,7 @@ def render(
     result: Evaluation,
     others: dict[Policy, Evaluation],
     console: Console,
+    tenant: Tenant | None = None,
 ) -> list[str]:
     name = clean(device.display_name or device.object_id, 80)
     lines = [
@@ -134,23 +219,18 @@ def render(
                     f"({device.operating_system_version or '?'})",
                 ),
                 ("Intune record", "given" if managed else "not given (--managed FILE)"),
+                *([("tenant settings", tenant.source)] if tenant else []),
             ]
         )
     )
     lines += ["", console.bold("Why" if result.reasons else "Why it passes")]
     if result.reasons:
-        for reason in result.reasons:
-            e = explain.reason(reason)
-            lines += [f"  {reason.value}: {e.meaning}", f"    What to do: {e.action}"]
+        lines += reason_lines(result)
     else:
         lines.append(f"  It meets the policy: {explain.policy(result.policy.value)}.")
     if result.grace_period_expires:
         lines.append(f"  Intune grace period ends {iso(result.grace_period_expires)}")
-    if result.warnings:
-        lines += ["", console.bold("Warnings")]
-        for warning in result.warnings:
-            e = explain.warning(warning)
-            lines += [f"  {warning.value}: {e.meaning}", f"    What to do: {e.action}"]
+    lines += warning_lines(result, console)
     lines += ["", console.bold("Under each CA_POLICY")]
     rows = [
         [
@@ -164,18 +244,20 @@ def render(
     return lines
 
 
-async def run(console: Console, env: dict[str, str], args: argparse.Namespace) -> int:
-    if args.policies:
-        # Judged against the tenant's exported policies, not one CA_POLICY (cli/policies.py).
-        from cli.policies import evaluate_against_policies
+def options_for(settings: Settings, policy: Policy, tenant: Tenant) -> EvaluationOptions:
+    """The processor's evaluation options (shared/runtime.py) under one CA_POLICY."""
+    return EvaluationOptions(
+        policy,
+        settings.stale_sign_in_days,
+        settings.intune_checkin_stale_days,
+        tenant=tenant.settings,
+        checkin_warning_days=settings.intune_checkin_warn_days,
+    )
 
-        if args.managed or args.policy or args.now:
-            raise CliError(
-                "--policies judges the device JSON alone: drop --managed, --policy and --now", USAGE
-            )
-        return evaluate_against_policies(console, args)
+
+async def run(console: Console, env: dict[str, str], args: argparse.Namespace) -> int:
     settings = load_settings(env)
-    device, managed = load_inputs(args.file, args.managed)
+    inputs = load_inputs(args.file, args.managed)
     if args.now:
         try:
             now = parse_time(args.now)
@@ -185,18 +267,26 @@ async def run(console: Console, env: dict[str, str], args: argparse.Namespace) -
         now = datetime.now(UTC)
     assert now is not None
     policy = Policy(args.policy) if args.policy else settings.policy
+    if args.policies:
+        # Read before the store: a wrong file is a usage error whatever the storage says.
+        from cli.policies import evaluate_against_policies, load_policies
+
+        compiled = load_policies(args.policies)
+        tenant = await stored_tenant(settings)
+        options = options_for(settings, policy, tenant)
+        return evaluate_against_policies(console, args, inputs, compiled, options, now, tenant)
+    tenant = await stored_tenant(settings)
 
     def under(p: Policy) -> Evaluation:
-        options = EvaluationOptions(
-            p, settings.stale_sign_in_days, settings.intune_checkin_stale_days
-        )
-        return evaluate(device, managed, options, now)
+        return evaluate(inputs.device, inputs.managed, options_for(settings, p, tenant), now)
 
     result = under(policy)
+    device, managed = inputs.device, inputs.managed
     if args.json:
-        console.json(verdict_json(device, managed, result))
+        console.json({**verdict_json(device, managed, result), "tenantSettings": tenant.to_json()})
     else:
-        for line in render(device, managed, result, {p: under(p) for p in Policy}, console):
+        others = {p: under(p) for p in Policy}
+        for line in render(device, managed, result, others, console, tenant):
             console.say(line)
     return INELIGIBLE if args.exit_code and not result.eligible else OK
 
@@ -208,9 +298,13 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="evaluate a device JSON offline and explain the verdict",
         description=wrap(
             "Evaluate a device as Graph returns it (GET /devices/{id}, or a one-item "
-            '{"value": [...]}) under a CA policy, offline, and explain the verdict: the "why '
-            'is this laptop blocked?" tool. The file may also be {"device": {...}, '
-            '"managedDevice": {...}}. Use - to read standard input.'
+            '{"value": [...]}) under a CA policy, or against the tenant\'s exported Conditional '
+            "Access policies (--policies), as the processor would, and explain the verdict: the "
+            '"why is this laptop blocked?" tool. The file may also be {"device": {...}, '
+            '"managedDevice": {...}}. Use - to read standard input. With Table storage '
+            "configured (--settings local.settings.json, or the app's settings) it uses the "
+            "tenant's Intune settings devicemon stored (devicemon tenant), else Intune's "
+            "defaults, and says which."
         ),
         epilog=(
             "examples:\n  devicemon evaluate laptop.json\n"
@@ -225,7 +319,8 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument(
         "--policy",
         choices=[p.value for p in Policy],
-        help="CA policy to evaluate under (default: CA_POLICY, else compliant_or_hybrid)",
+        help="CA policy to evaluate under (default: CA_POLICY, else compliant_or_hybrid); with "
+        "--policies, what decides where a policy cannot be decided",
     )
     parser.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
     parser.add_argument(
@@ -238,7 +333,6 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument(
         "--exit-code",
         action="store_true",
-        help=f"exit {INELIGIBLE} when the device is ineligible, or with --policies when an "
-        "enforced policy blocks it (default: 0 either way)",
+        help=f"exit {INELIGIBLE} when the device is ineligible (default: 0 either way)",
     )
     parser.set_defaults(offline=run, needs=())

@@ -6,13 +6,20 @@ device judged against exported policies without Azure access (docs/ca-policies.m
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from cli.context import Context
 from cli.errors import FAILED, INELIGIBLE, NOT_FOUND, OK, USAGE, CliError
-from cli.evaluate import read_json, single
+from cli.evaluate import (
+    Inputs,
+    Tenant,
+    codes_json,
+    read_json,
+    reason_lines,
+    warning_lines,
+)
 from cli.output import Console, clean, plural, when, wrap
 from shared.adapters.ca_policies import (
     CaPolicyStore,
@@ -23,7 +30,10 @@ from shared.adapters.ca_policies import (
 )
 from shared.core.ca_policies import CompiledPolicy, Requirement, compile_policies, describe
 from shared.core.ca_verdicts import DeviceVerdict, PolicyVerdict, judge_device
-from shared.core.snapshots import SnapshotError, device_from_json
+from shared.core.evaluation import EvaluationOptions, evaluate
+from shared.core.models import JUDGED_BY_POLICIES, Evaluation, PolicyRef
+from shared.core.policy_eligibility import CompiledPolicySet, conditions_phrase
+from shared.views.device_json import iso
 
 # --- reading the inputs ----------------------------------------------------------------------
 
@@ -38,19 +48,6 @@ def load_policies(path: str) -> list[CompiledPolicy]:
             f'{path} is neither {{"value": [policy, ...]}} nor a list of policies', USAGE
         )
     return compile_policies(items)
-
-
-def load_device(path: str) -> dict[str, Any]:
-    """The Graph device JSON of a file as `devicemon evaluate` reads it."""
-    document = single(read_json(path), "device", path)
-    if isinstance(document, dict) and isinstance(document.get("device"), dict):
-        document = document["device"]
-    try:
-        device_from_json(document)
-    except SnapshotError as exc:
-        raise CliError(f"not a Graph device: {exc}", USAGE) from None
-    assert isinstance(document, dict)
-    return document
 
 
 # --- what a policy asks, in words --------------------------------------------------------------
@@ -241,17 +238,33 @@ def verdict_json(verdict: PolicyVerdict) -> dict[str, Any]:
     }
 
 
+def _named(refs: Sequence[PolicyRef], verdict: DeviceVerdict) -> list[PolicyVerdict]:
+    """The verdicts (with their notes) of the policies an evaluation names, in its order."""
+    by_id = {v.policy_id: v for v in verdict.verdicts}
+    return [by_id[ref.policy_id] for ref in refs]
+
+
 def device_verdict_json(
-    device: Mapping[str, Any], verdict: DeviceVerdict, count: int
+    inputs: Inputs, result: Evaluation, verdict: DeviceVerdict, count: int, tenant: Tenant
 ) -> dict[str, Any]:
+    """The evaluation the processor would store (eligibility, reasons, warnings, who judged),
+    with every policy it names and the ones devicemon could not decide."""
     return {
-        "objectId": device.get("id"),
-        "displayName": device.get("displayName"),
+        "objectId": inputs.device.object_id,
+        "displayName": inputs.device.display_name,
         "policies": count,
-        "eligible": verdict.eligible,
-        "blockingPolicies": [verdict_json(v) for v in verdict.blocking_policies],
-        "reportOnlyFailures": [verdict_json(v) for v in verdict.report_only_failures],
+        "eligible": result.eligible,
+        "judgedBy": result.judged_by,
+        "policy": result.policy.value,
+        **codes_json(result),
+        "blockingPolicies": [verdict_json(v) for v in _named(result.blocking_policies, verdict)],
+        "reportOnlyFailures": [
+            verdict_json(v) for v in _named(result.report_only_failures, verdict)
+        ],
         "undecided": [verdict_json(v) for v in verdict.undecided],
+        "riskReasons": [r.value for r in result.risk_reasons],
+        "deadline": iso(result.deadline),
+        "tenantSettings": tenant.to_json(),
     }
 
 
@@ -264,36 +277,69 @@ def _verdict_lines(title: str, verdicts: Sequence[PolicyVerdict], console: Conso
         lines.append(f"  {clean(v.display_name or v.policy_id, 100)}: {why}")
         lines += [f"    {clean(note, 300)}" for note in v.notes if note]
         if v.conditional_on:
-            lines.append(f"    when its {', '.join(v.conditional_on)} conditions hold")
+            lines.append(f"    {conditions_phrase(v.conditional_on)}")
     return lines
 
 
+def _judged_words(result: Evaluation) -> str:
+    if result.judged_by == JUDGED_BY_POLICIES:
+        return "judged by these policies"
+    return (
+        f"judged by CA_POLICY {result.policy.value}: an enforced policy could not be decided "
+        "for this device (POLICY_NOT_UNDERSTOOD)"
+    )
+
+
 def render_verdict(
-    device: Mapping[str, Any], verdict: DeviceVerdict, count: int, console: Console
+    inputs: Inputs,
+    result: Evaluation,
+    verdict: DeviceVerdict,
+    count: int,
+    tenant: Tenant,
+    console: Console,
 ) -> list[str]:
-    name = clean(device.get("displayName") or device.get("id"), 80)
-    eligible = verdict.eligible
-    shown = console.warn("UNDECIDED") if eligible is None else console.verdict(eligible)
-    lines = [console.bold(f"{name} against {plural(count, 'policy', 'policies')}: ") + shown]
-    lines += _verdict_lines(
-        "Blocking (enforced policies it fails)", verdict.blocking_policies, console
-    )
-    lines += _verdict_lines(
-        "Report-only policies it would fail", verdict.report_only_failures, console
-    )
+    name = clean(inputs.device.display_name or inputs.device.object_id, 80)
+    head = f"{name} against {plural(count, 'policy', 'policies')}: "
+    lines = [console.bold(head) + console.verdict(result.eligible)]
+    lines.append(f"  {_judged_words(result)}; tenant settings: {tenant.source}")
+    if result.reasons:
+        lines += ["", console.bold("Why"), *reason_lines(result)]
+    blocking = _named(result.blocking_policies, verdict)
+    report_only = _named(result.report_only_failures, verdict)
+    lines += _verdict_lines("Blocking (enforced policies it fails)", blocking, console)
+    lines += _verdict_lines("Report-only policies it would fail", report_only, console)
     lines += _verdict_lines("Undecided (devicemon cannot tell)", verdict.undecided, console)
-    rest = count - len(verdict.blocking_policies + verdict.report_only_failures + verdict.undecided)
+    lines += warning_lines(result, console)
+    rest = count - len(blocking) - len(report_only) - len(verdict.undecided)
     lines += ["", f"{plural(rest, 'other policy', 'other policies')}: passed or not applicable"]
     return lines
 
 
-def evaluate_against_policies(console: Console, args: argparse.Namespace) -> int:
-    device = load_device(args.file)
-    policies = load_policies(args.policies)
-    verdict = judge_device(policies, device)
+def evaluate_against_policies(
+    console: Console,
+    args: argparse.Namespace,
+    inputs: Inputs,
+    compiled: list[CompiledPolicy],
+    options: EvaluationOptions,
+    now: datetime,
+    tenant: Tenant,
+) -> int:
+    """The device judged as the processor judges it when the tenant's policies are in force
+    (evaluation.evaluate with them: policy_eligibility.apply_policies), with every policy's
+    verdict and notes for people."""
+    policies = CompiledPolicySet(tuple(compiled), None)
+    result = evaluate(
+        inputs.device,
+        inputs.managed,
+        options,
+        now,
+        device_json=inputs.device_json,
+        policies=policies,
+    )
+    verdict = judge_device(policies.policies, inputs.device_json)
     if args.json:
-        console.json(device_verdict_json(device, verdict, len(policies)))
+        console.json(device_verdict_json(inputs, result, verdict, len(compiled), tenant))
     else:
-        for line in render_verdict(device, verdict, len(policies), console):
+        for line in render_verdict(inputs, result, verdict, len(compiled), tenant, console):
             console.say(line)
-    return INELIGIBLE if args.exit_code and verdict.eligible is False else OK
+    return INELIGIBLE if args.exit_code and not result.eligible else OK

@@ -25,7 +25,7 @@ def _days(delta_days: float) -> str:
     return f"{delta_days * 24:g} hours"
 
 
-def _source(settings: TenantSettings) -> str:
+def source_words(settings: TenantSettings) -> str:
     if settings.status == DEFAULT:
         return "Intune's defaults (never read from Graph)"
     if settings.status == KEPT:
@@ -47,7 +47,7 @@ def describe(stored: StoredSettings, warning_days: int) -> list[tuple[str, objec
             else "marked compliant (secureByDefault false, Intune's default)",
         ),
         ("INTUNE_CHECKIN_STALE warns after", f"{_days(warn_after)} without a check-in"),
-        ("values", _source(s)),
+        ("values", source_words(s)),
         ("last attempt", when(stored.checked_at) if stored.checked_at else "never"),
     ]
     if s.note:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from cli import errors
 from cli.main import main
-from tests.cli.conftest import DATA
+from handlers.tenant_settings import refresh_tenant_settings
+from local.graphsim.admin import SimAdmin
+from local.graphsim.tenant_settings import set_tenant_settings
+from shared.runtime import Runtime
+from tests.cli.conftest import DATA, devicemon
 
 NOW = "2026-11-29T12:00:00Z"
+EVALUATED_AT = datetime(2026, 11, 29, 12, tzinfo=UTC)
 LAPTOP = str(DATA / "entra-joined-noncompliant.json")
 KIOSK = str(DATA / "hybrid-joined-no-intune.json")
 SURFACE = str(DATA / "disabled-in-grace.json")
@@ -134,3 +141,77 @@ def test_unknown_policy_is_rejected_by_the_parser(capsys: pytest.CaptureFixture[
 
     assert code == errors.USAGE
     assert "invalid choice: 'strict'" in capsys.readouterr().err
+
+
+# --- the tenant's Intune settings: stored by devicemon when a stack or tenant is configured ---
+
+
+def checked_in_days_ago(tmp_path: Path, days: int) -> str:
+    """The disabled-in-grace laptop, enabled and compliant, last checked in `days` ago."""
+    combined = json.loads((DATA / "disabled-in-grace.json").read_text())
+    managed = combined["managedDevice"] | {
+        "complianceState": "compliant",
+        "lastSyncDateTime": (EVALUATED_AT - timedelta(days=days)).isoformat(),
+    }
+    path = tmp_path / "device.json"
+    path.write_text(
+        json.dumps(
+            {"device": combined["device"] | {"accountEnabled": True}, "managedDevice": managed}
+        )
+    )
+    return str(path)
+
+
+def test_without_table_storage_it_uses_intunes_defaults_and_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = evaluate(capsys, checked_in_days_ago(tmp_path, 6), "--json")
+    text = evaluate(capsys, checked_in_days_ago(tmp_path, 6))[1]
+
+    verdict = json.loads(out)
+    assert code == errors.OK
+    assert verdict["tenantSettings"]["deviceComplianceCheckinThresholdDays"] == 30
+    assert (
+        verdict["tenantSettings"]["source"] == "Intune's defaults: no Table storage is configured"
+    )
+    assert "INTUNE_CHECKIN_STALE" not in [w["code"] for w in verdict["warnings"]]
+    assert "tenant settings  Intune's defaults: no Table storage is configured" in text
+
+
+def test_unreadable_table_storage_leaves_the_defaults_and_says_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = "AccountName=devstoreaccount1;AccountKey=not base64!;TableEndpoint=http://127.0.0.1:9"
+    code = main(
+        ["evaluate", checked_in_days_ago(tmp_path, 6), "--now", NOW, "--json"],
+        env={"TablesConnection": broken},
+    )
+    source = json.loads(capsys.readouterr().out)["tenantSettings"]["source"]
+
+    assert code == errors.OK
+    assert source.startswith("Intune's defaults: DevicemonSync could not be read (")
+    assert "not a valid Table storage connection string" in source
+
+
+async def test_with_a_stack_it_uses_the_settings_the_timer_stored(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    env: dict[str, str],
+    runtime: Runtime,
+    sim: SimAdmin,
+) -> None:
+    """A 10-day compliance status validity period read by the timer (through the simulator):
+    six days without a check-in is past its warning time (5 days before), as the processor
+    would judge it; under Intune's 30-day default it is not."""
+    set_tenant_settings(sim, checkin_threshold_days=10)
+    await refresh_tenant_settings(runtime)
+
+    result = await devicemon(
+        capsys, env, "evaluate", checked_in_days_ago(tmp_path, 6), "--now", NOW, "--json"
+    )
+
+    assert result.code == errors.OK, result.err
+    verdict = json.loads(result.out)
+    assert verdict["tenantSettings"]["deviceComplianceCheckinThresholdDays"] == 10
+    assert verdict["tenantSettings"]["source"].startswith("stored by devicemon: read from Graph ")
+    assert "INTUNE_CHECKIN_STALE" in [w["code"] for w in verdict["warnings"]]

@@ -13,7 +13,7 @@ import pytest
 
 from cli import errors
 from cli.main import main
-from tests.shared.core.test_ca_policies_tenant import DEVICES, EXPECTED, POLICIES
+from tests.shared.core.test_ca_policies_tenant import DEVICES, ELIGIBILITY, EXPECTED, POLICIES
 
 EXPORTED = cast(list[dict[str, Any]], POLICIES["value"])
 
@@ -56,7 +56,20 @@ def test_every_device_gets_the_documented_blocking_policies(
     assert numbers(verdict["reportOnlyFailures"]) == report_only
     assert numbers(verdict["undecided"]) == undecided
     assert verdict["policies"] == len(EXPORTED)
-    assert verdict["eligible"] is (False if blocking else None if undecided - {4, 12} else True)
+    # the verdict the processor would store (shared/core/policy_eligibility.py)
+    eligible, reasons = ELIGIBILITY[name]
+    assert (verdict["eligible"], tuple(r["code"] for r in verdict["reasons"])) == (
+        eligible,
+        reasons,
+    )
+    by_setting = not blocking and bool(undecided - {4, 12})
+    assert verdict["judgedBy"] == ("ca_policy_setting" if by_setting else "ca_policies")
+    warnings = [w["code"] for w in verdict["warnings"]]
+    assert ("POLICY_NOT_UNDERSTOOD" in warnings) is by_setting
+    assert verdict["tenantSettings"]["status"] == "default"
+    assert (
+        verdict["tenantSettings"]["source"] == "Intune's defaults: no Table storage is configured"
+    )
 
 
 def test_the_words_name_policies_reasons_and_what_is_not_judged(
@@ -72,12 +85,18 @@ def test_the_words_name_policies_reasons_and_what_is_not_judged(
     assert code == errors.OK
     lines = out.splitlines()
     assert lines[0] == "LAPTOP-0042 against 14 policies: INELIGIBLE"
+    assert lines[1] == (
+        "  judged by these policies; tenant settings: Intune's defaults: no Table storage is "
+        "configured"
+    )
+    why = lines.index("Why")
+    assert lines[why + 1].startswith("  NOT_COMPLIANT: ")
     blocking = lines.index("Blocking (enforced policies it fails)")
     assert (
         lines[blocking + 1] == "  CA01 Compliant or hybrid joined: NOT_COMPLIANT, NOT_HYBRID_JOINED"
     )
     assert "  CA06 Admins only from SAW: BLOCKED_BY_POLICY" in lines
-    assert "    when its applications, users conditions hold" in lines
+    assert "    for the applications and users it selects" in lines
     report_only = lines.index("Report-only policies it would fail")
     assert lines[report_only + 1].startswith("  CA04 Windows hybrid joined (report-only): ")
     undecided = lines.index("Undecided (devicemon cannot tell)")
@@ -134,12 +153,30 @@ def test_a_file_that_is_not_an_export_is_a_usage_error(
         assert code == errors.USAGE and message in err
 
 
-def test_policies_and_a_single_policy_do_not_mix(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, export: str
+@pytest.mark.parametrize(
+    ("setting", "eligible", "reasons"),
+    [("compliant", True, []), ("hybrid", False, ["NOT_HYBRID_JOINED"])],
+)
+def test_where_a_policy_is_undecided_the_setting_decides(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    export: str,
+    setting: str,
+    eligible: bool,
+    reasons: list[str],
 ) -> None:
-    argv = ("evaluate", device_file(tmp_path, "saw"), "--policies", export, "--policy", "hybrid")
-    code, _, err = cli(capsys, *argv)
-    assert code == errors.USAGE and "--policies" in err
+    """The SAW fails no enforced policy but CA13's filter is not understood: CA_POLICY (here
+    from --policy) decides, as the processor would, and says so."""
+    argv = ("evaluate", device_file(tmp_path, "saw"), "--policies", export, "--policy", setting)
+    code, out, _ = cli(capsys, *argv, "--json")
+    verdict = json.loads(out)
+    assert code == errors.OK
+    assert (verdict["eligible"], [r["code"] for r in verdict["reasons"]]) == (eligible, reasons)
+    assert verdict["judgedBy"] == "ca_policy_setting" and verdict["policy"] == setting
+    assert "POLICY_NOT_UNDERSTOOD" in [w["code"] for w in verdict["warnings"]]
+    assert numbers(verdict["undecided"]) == {13}
+    text = cli(capsys, *argv)[1]
+    assert f"judged by CA_POLICY {setting}: an enforced policy could not be decided" in text
 
 
 def test_policies_file_lists_what_was_understood_and_what_was_not(
