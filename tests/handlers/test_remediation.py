@@ -4,9 +4,9 @@ under redelivery and crashes, within the hourly budget, every decision recorded.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,13 +16,16 @@ from local.graphsim.admin import SimAdmin
 from shared.consumers.remediation import GraphDeviceSync, NotSent, Remediator
 from shared.consumers.remediation_log import LogEntry, RemediationLog
 from shared.consumers.remediation_plan import Mode, Outcome, Skip
-from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import as_message, make_alert
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_subscription
+from tests.shared.consumers.consumer_host import consumer_host
+from tests.shared.consumers.risk_alerts import risk_alert
+from tests.shared.processing.test_pipeline import alerts, change
+from tests.shared.processing.test_pipeline_risk import SimClock, iso, later, pipeline_on
 
 SYNC_ROUTE = "/deviceManagement/managedDevices/{id}/syncDevice"
 
@@ -35,9 +38,12 @@ class Crash(Exception):
 async def runtimes(settings: Settings) -> AsyncIterator[Callable[..., Runtime]]:
     made: list[Runtime] = []
 
-    def make(mode: str = "on", limit: int = 30) -> Runtime:
+    def make(
+        mode: str = "on", limit: int = 30, clock: Callable[[], datetime] | None = None
+    ) -> Runtime:
         rt = Runtime(
-            replace(settings, remediation_mode=mode, remediation_max_actions_per_hour=limit)
+            replace(settings, remediation_mode=mode, remediation_max_actions_per_hour=limit),
+            clock=clock,
         )
         made.append(rt)
         return rt
@@ -312,21 +318,9 @@ async def test_the_pipelines_alert_is_remediated_only_where_intune_manages_compl
         configurationManagerClientEnabledFeatures=features,
     )
     pipeline = await rt.pipeline()
-
-    def change() -> DeviceChange:
-        message_id = uuid.uuid4().hex
-        return DeviceChange(
-            device_id=device["id"],
-            change_type="updated",
-            source=Source.SYNC,
-            message_id=message_id,
-            correlation_id=message_id,
-            received_at="2026-11-30T12:00:00Z",
-        )
-
-    await pipeline.process(change())
+    await pipeline.process(change(device["id"], Source.SYNC))
     sim.patch_managed_device(device["managedId"], complianceState="noncompliant")
-    await pipeline.process(change())
+    await pipeline.process(change(device["id"], Source.SYNC))
     (message,) = drain_subscription(
         stack.service_bus_connection, rt.settings.device_alerts_topic, "audit"
     )
@@ -339,3 +333,127 @@ async def test_the_pipelines_alert_is_remediated_only_where_intune_manages_compl
     acted = code == "syncDevice"
     assert entry.outcome is (Outcome.ACTED if acted else Outcome.SKIPPED)
     assert sync_calls(sim) == ([device["managedId"]] if acted else [])
+
+
+# --- early warnings (issue 12 item 4): at_risk on the simulator's Intune timeline -----------------
+
+
+async def device_known(rt: Runtime, sim: SimAdmin, checked_in_hours_ago: float) -> dict[str, Any]:
+    """A device devicemon has evaluated, its last Intune check-in that long ago (what the
+    remediator reads from the device's DeviceState snapshot)."""
+    device = add_device(sim)
+    last = datetime.now(UTC) - timedelta(hours=checked_in_hours_ago)
+    sim.patch_managed_device(device["managedId"], sync_to_entra=False, lastSyncDateTime=iso(last))
+    await (await rt.pipeline()).process(change(device["id"], Source.SYNC))
+    return device
+
+
+def at_risk_for(device: dict[str, Any], *reasons: str) -> dict[str, Any]:
+    return risk_alert(
+        reasons,
+        object_id=device["id"],
+        device_id=device["deviceId"],
+        managed_device_id=device["managedId"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("reason", "hours_ago", "code"),
+    [
+        ("GRACE_PERIOD_ENDING", 72, "syncDevice"),
+        ("CHECKIN_OVERDUE", 20 * 24, "syncDevice"),
+        ("GRACE_PERIOD_ENDING", 1, Skip.CHECKIN_RECENT),
+        ("INTUNE_ENTRA_MISMATCH", 72, Skip.NO_FIX_FOR_REASONS),
+        ("COMPLIANCE_ERROR_PENDING", 72, Skip.NO_FIX_FOR_REASONS),
+    ],
+)
+async def test_an_at_risk_device_is_synced_once_only_when_its_last_check_in_is_old(
+    runtimes: Callable[..., Runtime], sim: SimAdmin, reason: str, hours_ago: float, code: str
+) -> None:
+    rt = runtimes("on")
+    device = await device_known(rt, sim, hours_ago)
+    alert = at_risk_for(device, reason)
+    first = await remediation.handle(as_message(alert), rt)
+    again = await remediation.handle(as_message(alert, 1), rt)
+
+    assert first.code == code and again.outcome is first.outcome
+    acted = code == "syncDevice"
+    assert first.outcome is (Outcome.ACTED if acted else Outcome.SKIPPED)
+    assert sync_calls(sim) == ([device["managedId"]] if acted else [])
+    assert first.reasons == reason and first.alert_type == "devicemon.eligibility.at_risk"
+    if acted:
+        assert f"Intune syncDevice for {reason} (last check-in" in first.reason
+
+
+async def test_a_device_devicemon_holds_no_check_in_for_is_not_synced_blind(
+    runtimes: Callable[..., Runtime], sim: SimAdmin
+) -> None:
+    rt = runtimes("on")
+    device = add_device(sim)  # never evaluated: no DeviceState row
+    entry = await remediation.handle(as_message(at_risk_for(device, "GRACE_PERIOD_ENDING")), rt)
+    assert (entry.outcome, entry.code) == (Outcome.SKIPPED, Skip.CHECKIN_UNKNOWN)
+    assert sync_calls(sim) == []
+
+
+async def test_warnings_and_losses_share_one_hourly_budget(
+    runtimes: Callable[..., Runtime], sim: SimAdmin
+) -> None:
+    rt = runtimes("on", limit=1)
+    lost = await remediation.handle(as_message(lost_alert(sim)), rt)
+    device = await device_known(rt, sim, 72)
+    warned = await remediation.handle(as_message(at_risk_for(device, "CHECKIN_OVERDUE")), rt)
+    assert (lost.outcome, warned.outcome) == (Outcome.ACTED, Outcome.RATE_LIMITED)
+    assert len(sync_calls(sim)) == 1
+
+
+@pytest.mark.parametrize(("stops_checking_in", "acted"), [(True, True), (False, False)])
+async def test_the_pipelines_at_risk_alert_for_a_grace_period_is_remediated_on_the_tenants_clock(
+    runtimes: Callable[..., Runtime],
+    sim: SimAdmin,
+    stack: Any,
+    stops_checking_in: bool,
+    acted: bool,
+) -> None:
+    """Intune's timeline on the simulator: a device that stopped checking in ten hours ago enters
+    a two-day grace period; the pipeline warns at once (inside the 72 h lead) and the remediator,
+    on the same clock, syncs it. One that keeps checking in every ~8 hours is left alone."""
+    clock = SimClock(sim)
+    rt = runtimes("on", clock=clock)
+    pipeline, _ = await pipeline_on(rt, clock)
+    device = add_device(sim)
+    await pipeline.process(change(device["id"], Source.SYNC))
+    if stops_checking_in:
+        sim.stop_checkins(device["managedId"])
+    clock.advance(hours=10)
+    sim.enter_grace(device["managedId"], expires=iso(later(clock, timedelta(days=2))))
+    await pipeline.process(change(device["id"], Source.INTUNE_WATCH))
+    (alert,) = alerts(rt, stack)
+    assert alert["type"] == "devicemon.eligibility.at_risk"
+    assert alert["data"]["risk"]["reasons"] == ["GRACE_PERIOD_ENDING"]
+
+    entry = await remediation.handle(as_message(alert), rt)
+
+    if acted:
+        assert entry.outcome is Outcome.ACTED
+        assert "(last check-in 10 hours ago)" in entry.reason
+        assert sync_calls(sim) == [device["managedId"]]
+    else:
+        assert (entry.outcome, entry.code) == (Outcome.SKIPPED, Skip.CHECKIN_RECENT)
+        assert sync_calls(sim) == []
+
+
+async def test_an_at_risk_alert_on_the_topic_reaches_the_remediation_trigger(
+    runtimes: Callable[..., Runtime], sim: SimAdmin, stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Published on the broker's topic, read by function_app's remediate_alert in the dev host."""
+    rt = runtimes("on")
+    device = await device_known(rt, sim, 30)
+    async with consumer_host(rt, stack, monkeypatch, "remediate_alert"):
+        await rt.publisher().publish(at_risk_for(device, "GRACE_PERIOD_ENDING"))
+        deadline = asyncio.get_running_loop().time() + 60
+        while not sync_calls(sim):
+            assert asyncio.get_running_loop().time() < deadline, "not synced"
+            await asyncio.sleep(0.05)
+    assert sync_calls(sim) == [device["managedId"]]
+    (entry,) = await (await rt.remediator()).history(device["id"])
+    assert entry.outcome is Outcome.ACTED

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +14,7 @@ import httpx
 import pytest
 
 from handlers import teams_notifier
-from local.devhost import DevHost
+from local.graphsim.admin import SimAdmin
 from local.teams_sink import Reply, TeamsSink
 from shared.adapters.store import make_service
 from shared.consumers.teams import (
@@ -28,13 +27,19 @@ from shared.consumers.teams import (
 )
 from shared.consumers.teams_store import DeliveryStatus, TeamsStore
 from shared.core.alert_view import AlertFormatError, parse_alert
+from shared.core.models import Source
 from shared.retry import RetriesExhausted, RetryPolicy
-from shared.runtime import Runtime, use_runtime
+from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.alert_helpers import T0, as_message, make_alert
+from tests.graph_helpers import add_device
 from tests.servicebus_helpers import drain_subscription
+from tests.shared.consumers.consumer_host import consumer_host
 from tests.shared.consumers.risk_alerts import risk_alert
 from tests.shared.consumers.test_teams_cards import check
+from tests.shared.processing.test_pipeline import alerts, change
+from tests.shared.processing.test_pipeline_risk import SimClock, later, pipeline_on
+from tests.shared.processing.test_pipeline_risk import iso as sim_iso
 
 
 @pytest.fixture
@@ -297,26 +302,6 @@ async def test_concurrent_consumers_post_one_summary_for_a_storm(
 # --- through function_app in the dev host --------------------------------------------------------
 
 
-@asynccontextmanager
-async def teams_host(
-    rt: Runtime, stack: Any, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[None]:
-    """function_app's teams_alert in the dev host, reading the runtime's topic on the broker."""
-    monkeypatch.setenv("DEVICE_ALERTS_TOPIC", rt.settings.device_alerts_topic)
-    monkeypatch.setenv("ServiceBusConnection", stack.service_bus_connection)
-    use_runtime(rt)
-    try:
-        async with DevHost(
-            "function_app:app",
-            port=0,
-            only={"servicebus"},
-            host_json={"version": "2.0", "functions": ["teams_alert"]},
-        ):
-            yield
-    finally:
-        use_runtime(None)
-
-
 async def test_a_rejected_card_ends_in_the_dead_letter_queue(
     rt: Runtime,
     sink: TeamsSink,
@@ -327,7 +312,7 @@ async def test_a_rejected_card_ends_in_the_dead_letter_queue(
     topic = rt.settings.device_alerts_topic
     sink.set_default(hook(rt), Reply(404, "The workflow was deleted"))
     alert = make_alert()
-    async with teams_host(rt, stack, monkeypatch):
+    async with consumer_host(rt, stack, monkeypatch, "teams_alert"):
         caplog.set_level(logging.INFO, logger="devicemon")
         await rt.publisher().publish(alert)
         deadline = asyncio.get_running_loop().time() + 60
@@ -448,7 +433,7 @@ async def test_risk_alerts_reach_teams_through_the_topic(
     cleared = risk_alert(
         ("INTUNE_ENTRA_MISMATCH",), cleared=True, object_id=at_risk["data"]["device"]["objectId"]
     )
-    async with teams_host(rt, stack, monkeypatch):
+    async with consumer_host(rt, stack, monkeypatch, "teams_alert"):
         deadline = asyncio.get_running_loop().time() + 60
         for alert in (at_risk, cleared):
             await rt.publisher().publish(alert)  # one at a time: the cleared follows its warning
@@ -459,3 +444,34 @@ async def test_risk_alerts_reach_teams_through_the_topic(
     amber, green = sink.cards(hook(rt))
     assert amber["body"][0]["items"][1]["text"].endswith("at any moment")
     assert green["body"][0]["items"][0]["text"] == "🟢 NO LONGER AT RISK"
+
+
+async def test_the_pipelines_warning_counts_down_on_the_tenants_clock(
+    teams_settings: Settings, sink: TeamsSink, sim: SimAdmin, stack: Any
+) -> None:
+    """The at_risk alert the pipeline raises when Intune puts a device in a two-day grace period
+    (the simulator's timeline), posted by a runtime on the tenant's clock: the card counts down
+    from the tenant's now, not the machine's."""
+    clock = SimClock(sim)
+    runtime = Runtime(teams_settings, clock=clock)
+    try:
+        pipeline, _ = await pipeline_on(runtime, clock)
+        device = add_device(sim, name="LAPTOP-GRACE")
+        await pipeline.process(change(device["id"], Source.SYNC))
+        clock.advance(days=3)  # far from the machine's time: a wrong clock would show
+        expires = later(clock, timedelta(days=2, hours=5, minutes=30))
+        sim.enter_grace(device["managedId"], expires=sim_iso(expires))
+        await pipeline.process(change(device["id"], Source.INTUNE_WATCH))
+        (alert,) = alerts(runtime, stack)
+        result = await teams_notifier.handle(as_message(alert), runtime)
+    finally:
+        await runtime.close_alert_consumers()
+        await runtime.close()
+    assert result is not None and result.decision == "at-risk-card"
+    (card,) = sink.cards(hook(runtime))
+    check(card)
+    assert card["body"][0]["items"][1]["text"] == (
+        "LAPTOP-GRACE will lose device-based Conditional Access in 2 days 5 hours"
+    )
+    assert f"Access ends **{expires:%Y-%m-%d %H:%M:%S} UTC** (in 2 days 5 hours)" in str(card)
+    assert "GRACE_PERIOD_ENDING" in str(card)
