@@ -73,6 +73,17 @@ async def pipeline_on(
     return pipeline, index
 
 
+async def started(
+    runtime: Runtime, sim: SimAdmin
+) -> tuple[SimClock, Pipeline, DeadlineIndex, dict[str, Any]]:
+    """The pipeline on the simulator's clock, and a compliant Intune device it has seen once."""
+    clock = SimClock(sim)
+    pipeline, index = await pipeline_on(runtime, clock)
+    device = add_device(sim)
+    await pipeline.process(change(device["id"]))
+    return clock, pipeline, index, device
+
+
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -85,10 +96,7 @@ def later(clock: SimClock, by: timedelta) -> datetime:
 async def test_a_device_fixed_during_its_grace_period_is_warned_then_cleared_never_lost(
     runtime: Runtime, sim: SimAdmin, stack: Any
 ) -> None:
-    clock = SimClock(sim)
-    pipeline, index = await pipeline_on(runtime, clock)
-    device = add_device(sim)
-    await pipeline.process(change(device["id"]))
+    clock, pipeline, index, device = await started(runtime, sim)
 
     expires = later(clock, timedelta(days=5))
     sim.enter_grace(device["managedId"], expires=iso(expires))
@@ -130,10 +138,7 @@ async def test_a_device_fixed_during_its_grace_period_is_warned_then_cleared_nev
 async def test_a_grace_period_that_runs_out_is_lost_at_its_deadline_without_clearing(
     runtime: Runtime, sim: SimAdmin, stack: Any
 ) -> None:
-    clock = SimClock(sim)
-    pipeline, index = await pipeline_on(runtime, clock)
-    device = add_device(sim)
-    await pipeline.process(change(device["id"]))
+    clock, pipeline, index, device = await started(runtime, sim)
     expires = later(clock, timedelta(hours=48))
     sim.enter_grace(device["managedId"], expires=iso(expires))
     assert (await pipeline.process(change(device["id"]))).transition is Transition.AT_RISK
@@ -155,10 +160,7 @@ async def test_a_grace_period_that_runs_out_is_lost_at_its_deadline_without_clea
 async def test_an_error_state_counts_its_seven_days_from_when_devicemon_first_saw_it(
     runtime: Runtime, sim: SimAdmin, stack: Any
 ) -> None:
-    clock = SimClock(sim)
-    pipeline, _ = await pipeline_on(runtime, clock)
-    device = add_device(sim)
-    await pipeline.process(change(device["id"]))
+    clock, pipeline, _, device = await started(runtime, sim)
     sim.set_compliance_error(device["managedId"])
     seen = clock.now
     assert (await pipeline.process(change(device["id"]))).transition is Transition.CHANGED
@@ -177,10 +179,7 @@ async def test_an_error_state_counts_its_seven_days_from_when_devicemon_first_sa
 async def test_a_check_in_moves_the_schedule_without_a_history_row(
     runtime: Runtime, sim: SimAdmin, stack: Any
 ) -> None:
-    clock = SimClock(sim)
-    pipeline, index = await pipeline_on(runtime, clock)
-    device = add_device(sim)
-    await pipeline.process(change(device["id"]))
+    clock, pipeline, index, device = await started(runtime, sim)
     first = await state(runtime, device["id"])
     assert first is not None and first.record.next_check is not None
 
@@ -201,10 +200,7 @@ async def test_a_check_in_moves_the_schedule_without_a_history_row(
 async def test_a_crash_at_any_step_neither_loses_nor_duplicates_the_at_risk_alert(
     runtime: Runtime, sim: SimAdmin, stack: Any, step: str
 ) -> None:
-    clock = SimClock(sim)
-    healthy, index = await pipeline_on(runtime, clock)
-    device = add_device(sim)
-    await healthy.process(change(device["id"]))
+    clock, _, index, device = await started(runtime, sim)
     expires = later(clock, timedelta(hours=24))
     sim.enter_grace(device["managedId"], expires=iso(expires))
 
