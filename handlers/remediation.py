@@ -1,9 +1,10 @@
 """Service Bus trigger on `device-alerts` / subscription `remediation`: opt-in remediation.
 
 Every alert gets a recorded decision in RemediationLog (acted, dry run, skipped and why); with
-REMEDIATION_MODE=on a lost alert for NOT_COMPLIANT / COMPLIANCE_UNKNOWN on a device whose
-compliance Intune evaluates (Intune managed, or co-managed with the compliance workload on Intune)
-triggers Intune syncDevice, at most once per alert (docs/remediation.md). Raising abandons
+REMEDIATION_MODE=on a lost alert for NOT_COMPLIANT / COMPLIANCE_UNKNOWN, or an at_risk alert for
+GRACE_PERIOD_ENDING / CHECKIN_OVERDUE whose last check-in is old, on a device whose compliance
+Intune evaluates (Intune managed, or co-managed with the compliance workload on Intune) triggers
+Intune syncDevice, at most once per alert (docs/remediation.md). Raising abandons
 the message (a transient Graph failure: the redelivery retries the same decision).
 """
 

@@ -1,4 +1,5 @@
-"""Service Bus trigger on `device-alerts` / subscription `teams`: post the alert to Teams.
+"""Service Bus trigger on `device-alerts` / subscription `teams`: post the alert to Teams (lost,
+restored, at_risk and at_risk_cleared cards, or a mass-event summary; docs/teams.md).
 
 Returning completes the message; raising abandons it. A permanent rejection by Teams raises
 `TeamsRejected` on every delivery (the reason is logged each time and stored with the delivery in

@@ -204,3 +204,32 @@ def _claim(
     kept = dict(list(claims.items())[-(MAX_CLAIMS - 1) :])
     kept[alert_id] = decision
     return kept
+
+
+# --- a mass event's figures (the noise table builds them; noise_cards.py draws them) ---------
+
+
+@dataclass(frozen=True, slots=True)
+class MassSummary:
+    """What a mass event looked like between `first` and `last` (from the noise table)."""
+
+    phase: str  # "start", "update" or "end"
+    first: datetime
+    last: datetime
+    lost: int
+    restored: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    join_types: dict[str, int] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()  # a few names, for orientation
+    next_summary_at: int | None = None  # the count that triggers the next summary
+    at_risk: int = 0  # early warnings folded into the summary
+    cleared: int = 0  # and their resolutions
+
+    @property
+    def total(self) -> int:
+        return self.lost + self.restored + self.at_risk + self.cleared
+
+    @property
+    def changes(self) -> int:
+        """Devices whose eligibility changed (the rest only changed their risk)."""
+        return self.lost + self.restored

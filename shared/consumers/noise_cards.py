@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.consumers.noise import Flip
+from shared.consumers.noise import Flip, MassSummary
 from shared.consumers.teams_cards import (
     JOIN_TYPES,
     MAX_LISTED,
     Card,
-    MassSummary,
     adaptive_card,
     banner,
     clip,

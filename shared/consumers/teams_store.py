@@ -36,6 +36,7 @@ from shared.consumers.noise import (
     Flip,
     MassAction,
     MassDecision,
+    MassSummary,
     NoiseSettings,
     Seen,
     StormState,
@@ -44,7 +45,7 @@ from shared.consumers.noise import (
     mass_step,
     needs_window,
 )
-from shared.consumers.teams_cards import MAX_LISTED, MassSummary
+from shared.consumers.teams_cards import MAX_LISTED
 from shared.core.alert_view import AlertView, parse_time
 
 T = TypeVar("T")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from shared.consumers.noise import MassSummary
 from shared.consumers.noise_cards import MASS_CLEARED, MASS_RISK_CAUSES, mass_card
 from shared.consumers.risk_cards import WHO, at_risk_card, cleared_card, relative
-from shared.consumers.teams_cards import MassSummary, alert_card
+from shared.consumers.teams_cards import alert_card
 from shared.core import explain
 from shared.core.alert_view import AlertView, parse_alert
 from tests.alert_helpers import T0, make_alert

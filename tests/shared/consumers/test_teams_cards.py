@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from local.teams_sink import describe_card, shape_error
-from shared.consumers.noise import Flip
+from shared.consumers.noise import Flip, MassSummary
 from shared.consumers.noise_cards import (
     FLAP_CAUSES,
     MASS_CAUSES,
@@ -26,7 +26,6 @@ from shared.consumers.teams_cards import (
     CARD_VERSION,
     MAX_MESSAGE_BYTES,
     MAX_SETTINGS,
-    MassSummary,
     alert_card,
     entra_url,
     intune_url,
