@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient
 
     from shared.adapters.bookkeeping import Bookkeeping
+    from shared.adapters.ca_policies import CaPolicyStore
     from shared.adapters.deadlines import DeadlineIndex
     from shared.adapters.failure_log import FailureLog
     from shared.adapters.graph import GraphDevices, GraphJson
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from shared.consumers.teams import TeamsClient, TeamsNotifier
     from shared.consumers.teams_store import TeamsStore
     from shared.core.compliance_details import ComplianceDetails
+    from shared.core.policy_eligibility import CompiledPolicySet
     from shared.core.tenant_settings import TenantSettings
     from shared.processing.pipeline import Pipeline
     from shared.retry import RetryPolicy
@@ -72,6 +74,7 @@ class Runtime:
         self._pending: PendingAlerts | None = None
         self._failures: FailureLog | None = None
         self._deadlines: DeadlineIndex | None = None
+        self._policy_store: CaPolicyStore | None = None
         self._tables_ready = asyncio.Lock()
         # Concurrent invocations ask for the same adapter at once: one builds it, the others
         # wait for that one instead of building (and leaking) their own.
@@ -187,6 +190,7 @@ class Runtime:
                         at_risk_lead=timedelta(hours=s.at_risk_lead_hours),
                     ),
                     tenant=await self._tenant_settings(),
+                    policies=await self._policies(),
                     event_source=s.event_source,
                     compliance=self._noting_permission(
                         lambda managed_id: read_compliance_details(graph_json, managed_id)
@@ -230,6 +234,26 @@ class Runtime:
         assert self._tables is not None
         book = TenantSettingsBook(self._tables, self.settings.sync_table)
         return CachedTenantSettings(book, utc_now).current
+
+    async def _policies(self) -> Callable[[], Awaitable[CompiledPolicySet | None]]:
+        """The tenant's stored Conditional Access policies in force (None: the CA_POLICY setting
+        judges), reloaded at most every POLICY_CACHE_SECONDS (shared/adapters/policy_source.py)."""
+        from datetime import timedelta
+
+        from shared.adapters.ca_policies import CaPolicyStore, table_name
+        from shared.adapters.policy_source import CachedPolicies
+
+        await self.store()  # creates the Table service client
+        assert self._tables is not None
+        store = CaPolicyStore(self._tables, table_name(self.settings))
+        try:
+            await store.ensure_table()
+        except Exception as exc:  # the policy timer creates it too: judge by the setting
+            logs.event(log, "policy_table_unavailable", level=logging.WARNING, error=str(exc))
+        self._policy_store = store
+        s = self.settings
+        ttl = timedelta(seconds=s.policy_cache_seconds)
+        return CachedPolicies(store, s.eligibility_source, self.now, ttl).current
 
     async def pending_alerts(self) -> PendingAlerts:
         async with self._building["pending_alerts"]:
@@ -342,6 +366,7 @@ class Runtime:
             self._pending,
             self._failures,
             self._deadlines,
+            self._policy_store,
         ):
             if closeable is not None:
                 await closeable.close()
