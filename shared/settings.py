@@ -12,12 +12,12 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from shared.core.evaluation import (
+from shared.core.models import Policy
+from shared.core.risk import (
     DEFAULT_AT_RISK_LEAD_HOURS,
     MAX_AT_RISK_LEAD_HOURS,
     MIN_AT_RISK_LEAD_HOURS,
 )
-from shared.core.models import Policy
 from shared.core.tenant_settings import (
     DEFAULT_CHECKIN_WARNING_DAYS,
     MAX_CHECKIN_THRESHOLD_DAYS,

@@ -35,7 +35,7 @@ from shared.core.models import (
     Warning_,
 )
 from shared.core.policy_eligibility import CompiledPolicySet, apply_policies
-from shared.core.risk import assess, candidates, error_since
+from shared.core.risk import DEFAULT_AT_RISK_LEAD_HOURS, assess, candidates, error_since
 from shared.core.scope import down_level_windows, hybrid_applies, targeted
 from shared.core.tenant_settings import (
     DEFAULT_CHECKIN_THRESHOLD_DAYS,
@@ -46,10 +46,6 @@ from shared.core.tenant_settings import (
     checkin_overdue,
 )
 
-# AT_RISK_LEAD_HOURS: the default warning lead before a deadline (issue 12: 72 h), and its bounds.
-DEFAULT_AT_RISK_LEAD_HOURS = 72
-MIN_AT_RISK_LEAD_HOURS = 1
-MAX_AT_RISK_LEAD_HOURS = 720
 # Every managementAgentType member of Graph v1.0 (microsoft-graph-docs-contrib
 # `intune-devices-managementagenttype.md`), lower-cased, and who it says manages the device.
 MANAGEMENT_AGENTS: dict[str, Management] = {

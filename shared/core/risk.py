@@ -32,6 +32,10 @@ from shared.core.device_facts import intune_state
 from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot, Management, RiskReason
 from shared.core.tenant_settings import TenantSettings, checkin_deadline
 
+# AT_RISK_LEAD_HOURS: the default warning lead before a deadline (issue 12: 72 h), and its bounds.
+DEFAULT_AT_RISK_LEAD_HOURS = 72
+MIN_AT_RISK_LEAD_HOURS = 1
+MAX_AT_RISK_LEAD_HOURS = 720
 # memdocs compliance-policy-monitor.md: Error keeps the state "up to seven days".
 ERROR_STATE_LIMIT = timedelta(days=7)
 # After a deadline passes with the device still eligible, Intune may not have written Entra yet:
