@@ -39,7 +39,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
-from shared.adapters.table_adapter import ensure_tables
+from shared.adapters.table_adapter import ensure_tables, retry_every_method
 from shared.core.records import STATE_ROW_KEY, HistoryRow, StateRow, history_row_key
 from shared.settings import Settings, SettingsError
 
@@ -64,12 +64,14 @@ class HistoryConflict(Exception):
 
 def make_service(settings: Settings) -> TableServiceClient:
     if settings.tables_connection_string:
-        return TableServiceClient.from_connection_string(settings.tables_connection_string)
+        return retry_every_method(
+            TableServiceClient.from_connection_string(settings.tables_connection_string)
+        )
     if settings.tables_endpoint:
         from shared.adapters.identity import credential
 
-        return TableServiceClient(
-            settings.tables_endpoint, credential=credential(settings, aio=True)
+        return retry_every_method(
+            TableServiceClient(settings.tables_endpoint, credential=credential(settings, aio=True))
         )
     raise SettingsError(
         "Table storage is not configured: set TablesConnection (connection string, local) or "

@@ -18,12 +18,21 @@ from collections.abc import Iterable
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.pipeline.policies import AsyncRetryPolicy
 from azure.data.tables import TableErrorCode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 # A key no row ever has: reading it costs one request and tells a missing table (TableNotFound)
 # from an existing one (ResourceNotFound, the entity), with only the table-scoped read right.
 _PROBE_KEY = "devicemon-table-check"
+# azure-core's RetryPolicy retries a failed connection (a reset, a pooled keep-alive connection
+# the server had closed) only for the methods on its allow-list: HEAD, GET, PUT, DELETE, OPTIONS,
+# TRACE (azure/core/pipeline/policies/_retry.py, `_is_method_retryable`). Table inserts and
+# batches are POST and merges PATCH, so one reset failed them at once and sent the whole message
+# back to its queue. Repeating them is safe: when the first attempt did land, the repeat meets
+# exactly what a redelivery of the message would meet (the row exists, or its ETag moved), and
+# every devicemon write is built for redelivery (store.py's versioned, ETag-guarded rows).
+RETRIED_METHODS = frozenset({"HEAD", "GET", "PUT", "DELETE", "OPTIONS", "TRACE", "POST", "PATCH"})
 
 
 class TableMissing(RuntimeError):
@@ -38,6 +47,18 @@ class TableMissing(RuntimeError):
             "TABLE_PREFIX matches the deployment's."
         )
         self.table_name = table_name
+
+
+def retry_every_method(service: TableServiceClient) -> TableServiceClient:
+    """Let the client's retry policy repeat any method after a connection error (see
+    RETRIED_METHODS). The table clients `get_table_client` hands out share the policy."""
+    # No public knob: the allow-list is read from per-call options (`retry_on_methods`) or from
+    # this attribute, and only RetryPolicyBase.__init__ sets it.
+    retries = [p for p in getattr(service, "_policies", []) if isinstance(p, AsyncRetryPolicy)]
+    if len(retries) != 1 or not hasattr(retries[0], "_method_whitelist"):
+        raise RuntimeError("azure-data-tables changed: no single retry policy to configure")
+    retries[0]._method_whitelist = RETRIED_METHODS
+    return service
 
 
 def creates_tables(credential: object) -> bool:
