@@ -307,4 +307,12 @@ STATE_COLUMNS = [
     "Fingerprint",
     "LastTransition",
     "LastTransitionAt",
+    # issues 12 and 14: the risk episode, deadlines and who judged (shared/core/records.py)
+    "RiskReasons",
+    "Deadline",
+    "NextCheckAt",
+    "ComplianceErrorSince",
+    "BlockingPolicies",
+    "ReportOnlyFailures",
+    "JudgedBy",
 ]
