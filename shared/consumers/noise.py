@@ -220,6 +220,7 @@ class MassSummary:
     restored: int
     reasons: dict[str, int] = field(default_factory=dict)
     join_types: dict[str, int] = field(default_factory=dict)
+    policies: dict[str, int] = field(default_factory=dict)  # blocking CA policy -> devices
     devices: tuple[str, ...] = ()  # a few names, for orientation
     next_summary_at: int | None = None  # the count that triggers the next summary
     at_risk: int = 0  # early warnings folded into the summary

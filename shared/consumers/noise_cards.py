@@ -241,6 +241,27 @@ def mass_hint(summary: MassSummary) -> str | None:
     return f"{count} of {summary.total} share **{code}**: one common cause is likely. {cause}"
 
 
+def policy_counts(summary: MassSummary) -> list[Card]:
+    """The Conditional Access policies that block the event's devices, most devices first, and
+    the one most of them share: a policy change is then the likely cause (issue 14 item 1).
+    Names stand in full-width texts: a policy may be named like a code."""
+    if not summary.policies:
+        return []
+    ordered = sorted(summary.policies.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LISTED]
+    blocks = [heading("Blocking policies (devices)")]
+    blocks += [text(f"{count}: **{clip(name, 120)}**") for name, count in ordered]
+    name, count = ordered[0]
+    if summary.total and count >= DOMINANT_SHARE * summary.total:
+        blocks.append(
+            text(
+                f"{count} of {summary.total} are blocked by **{clip(name, 120)}**: a change to "
+                "that policy (its state, platforms, device filter or grant) is the likely cause. "
+                "Check the Entra audit log for Conditional Access changes.",
+            )
+        )
+    return blocks
+
+
 def _short(code: str) -> str:
     known = explain.REASONS.get(code) or explain.RISKS.get(code)
     return known.short if known else ""
@@ -288,6 +309,7 @@ def mass_card(summary: MassSummary, window_minutes: int) -> Card:
         hint = mass_hint(summary)
         if hint:
             body.append(text(hint))
+    body += policy_counts(summary)
     if summary.join_types:
         body += [heading("Join types"), facts(_counted(summary.join_types, JOIN_TYPES))]
     if summary.devices:

@@ -45,7 +45,7 @@ from shared.consumers.noise import (
     mass_step,
     needs_window,
 )
-from shared.consumers.teams_cards import MAX_LISTED
+from shared.consumers.teams_cards import MAX_LISTED, MAX_POLICIES
 from shared.core.alert_view import AlertView, parse_time
 
 T = TypeVar("T")
@@ -112,6 +112,14 @@ class Delivery:
             rejected_status=row.get("RejectedStatus"),
             rejected_reason=str(row.get("RejectedReason") or ""),
         )
+
+
+def blocking_names(alert: AlertView) -> list[str]:
+    """The policies that block the device, for a mass event's summary: a policy change that
+    blocks thousands of devices is named by the policy they share. A few per alert, clipped."""
+    if not alert.judged_by_policies:
+        return []
+    return [(p.display_name or p.policy_id)[:120] for p in alert.blocking_policies[:MAX_POLICIES]]
 
 
 def arrivals_partition(moment: datetime) -> str:
@@ -270,6 +278,7 @@ class TeamsStore(TableAdapter):
                     "JoinType": alert.join_type,
                     "DeviceName": alert.name[:256],
                     "DeviceId": alert.object_id,
+                    "Policies": json.dumps(blocking_names(alert), ensure_ascii=False),
                 }
             )
         except ResourceExistsError:
@@ -317,8 +326,10 @@ class TeamsStore(TableAdapter):
         reasons: Counter[str] = Counter()
         joins: Counter[str] = Counter()
         kinds: Counter[str] = Counter()
+        policies: Counter[str] = Counter()
         for row in rows:
             kinds[str(row.get("AlertType") or "").rpartition(".")[2]] += 1
+            policies.update(json.loads(row.get("Policies") or "[]"))
             reasons.update(r for r in str(row.get("Reasons") or "").split(",") if r)
             joins[str(row.get("JoinType") or "unknown")] += 1
         names = tuple(
@@ -335,6 +346,7 @@ class TeamsStore(TableAdapter):
             cleared=kinds["at_risk_cleared"],
             reasons=dict(reasons),
             join_types=dict(joins),
+            policies=dict(policies),
             devices=names,
             next_summary_at=next_summary if phase != "end" else None,
         )

@@ -35,7 +35,7 @@ from tests.alert_helpers import T0, as_message, make_alert
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import drain_subscription
 from tests.shared.consumers.consumer_host import consumer_host
-from tests.shared.consumers.risk_alerts import risk_alert
+from tests.shared.consumers.risk_alerts import policy, risk_alert, with_policies
 from tests.shared.consumers.test_teams_cards import check
 from tests.shared.processing.test_pipeline import alerts, change
 from tests.shared.processing.test_pipeline_risk import SimClock, later, pipeline_on
@@ -408,6 +408,21 @@ async def test_a_burst_of_at_risk_alerts_is_summarised_and_folded_clearings_stay
     assert {"title": "At risk (still eligible)", "value": "30"} in end["body"][1]["facts"]
     for card in sink.cards(name):
         check(card)
+
+
+async def test_a_policy_change_that_blocks_many_devices_is_one_summary_naming_the_policy(
+    build: Callable[..., TeamsNotifier], sink: TeamsSink, teams_settings: Settings
+) -> None:
+    notifier = build(Clock(datetime.now(UTC)))
+    blocking = [policy("Require compliant device for all users", "users")]
+    for i in range(8):
+        alert = with_policies(make_alert(name=f"PC-{i:03d}", reasons=("NOT_COMPLIANT",)), blocking)
+        await notifier.handle(parse_alert(alert))
+    name = teams_settings.table_prefix
+    assert labels(sink, name) == ["🔴 LOST ELIGIBILITY"] * 4 + ["🟠 MASS EVENT"]
+    lost, summary = sink.cards(name)[0], sink.cards(name)[4]
+    assert "**Require compliant device for all users** (for some users)" in str(lost)
+    assert "5 of 5 are blocked by **Require compliant device for all users**" in str(summary)
 
 
 async def test_a_loss_after_a_folded_warning_still_gets_its_card(

@@ -3,6 +3,7 @@ Workflows, saying when access ends, why, and who should do what, for every risk 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -255,3 +256,24 @@ def test_a_mixed_burst_counts_each_kind_and_keeps_eligibility_summaries_as_they_
 def test_every_risk_has_a_mass_event_cause_and_someone_to_act() -> None:
     assert set(MASS_RISK_CAUSES) == set(ALL_RISKS) == set(WHO)
     assert set(explain.RISKS) == set(ALL_RISKS)
+
+
+def test_a_mass_event_names_the_blocking_policy_most_devices_share() -> None:
+    name = "CA007_REQUIRE_COMPLIANT_WINDOWS"  # named like a code: it must not sit in a FactSet
+    event = replace(
+        summary(0, lost=3000, code="NOT_COMPLIANT"),
+        policies={name: 2950, "Block legacy kiosks": 50},
+    )
+    card = mass_card(event, 10)
+    check(card)
+    words = texts(card)
+    assert "Blocking policies (devices)" in words
+    assert f"2950: **{name}**" in words and "50: **Block legacy kiosks**" in words
+    assert f"2950 of 3000 are blocked by **{name}**: a change to that policy" in words
+
+
+def test_no_policy_section_when_no_policy_judged_and_no_cause_when_none_dominates() -> None:
+    assert "Blocking policies" not in texts(mass_card(summary(0, lost=30), 10))
+    spread = replace(summary(0, lost=30), policies={"A": 15, "B": 15})
+    words = texts(mass_card(spread, 10))
+    assert "15: **A**" in words and "are blocked by" not in words
