@@ -4,6 +4,7 @@ the raw figures to .artifacts/bench.json."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import alerts, detection, processor, sync, webhook
+from bench import alerts, detection, intune_watch, processor, sync, webhook
 from bench.common import machine
 from local import stack as local_stack
 
@@ -91,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--only",
-        choices=["webhook", "processor", "sync", "alerts", "baseline", "detection"],
+        choices=["webhook", "processor", "sync", "alerts", "baseline", "detection", "intune_watch"],
         default=None,
     )
     parser.add_argument(
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument("--detection-tick", type=int, default=10, help="shortened sync cadence (s)")
     parser.add_argument("--sync-devices", type=int, default=20_000, help="100000 for the figures")
     parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument(
+        "--watch-devices", type=int, default=20_000, help="Intune watch; 100000 for the figures"
+    )
     parser.add_argument("--naive-devices", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--alert-devices", type=int, default=600)
@@ -177,6 +181,10 @@ def main() -> None:
             )
             report["detection"] = result
             print_detection(result)
+        if args.only in (None, "intune_watch"):
+            result = asyncio.run(intune_watch.measure(stack, args.watch_devices, 100))
+            report["intune_watch"] = result
+            intune_watch.report(result)
     write(report)
 
 

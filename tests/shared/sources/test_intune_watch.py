@@ -6,6 +6,7 @@ without reading Graph again."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -16,6 +17,7 @@ import pytest
 
 from handlers.intune_watch import run_intune_watch
 from handlers.tenant_settings import refresh_tenant_settings
+from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.graph import DEVICE_SELECT
@@ -24,18 +26,21 @@ from shared.adapters.intune_digests import (
     ENTRY,
     TRANSACTION_ROWS,
     Bucket,
+    DigestBook,
     Digests,
     Held,
     _batches,
     _entity,
     _entries,
     device_key,
+    table_name,
 )
+from shared.adapters.store import make_service
 from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.core.observations import Facts, plan
 from shared.core.tenant_settings import TenantSettings
-from shared.runtime import Runtime
+from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from shared.sources.intune_watch import (
     FRESH,
@@ -358,3 +363,38 @@ async def test_intune_switched_off_reads_nothing(
         assert sim.requests()["httpRequests"] == 0
     finally:
         await rt.close()
+
+
+async def test_the_timer_declared_in_function_app_runs_in_the_dev_host(
+    runtime: Runtime, settings: Settings, sim: SimAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTUNE_WATCH_SCHEDULE", "20 */15 * * * *")
+    for i in range(2):
+        add_device(sim, name=f"TIMER-{i}")
+    service = make_service(settings)
+    book = DigestBook(service, table_name(settings.table_prefix))
+    use_runtime(runtime)
+    try:
+        async with DevHost(
+            "function_app:app",
+            port=0,
+            only={"timer"},
+            host_json={"version": "2.0", "functions": ["watch_intune"]},
+        ) as host:
+            assert await host.trigger("watch_intune")
+            last = await _eventually(book)
+    finally:
+        use_runtime(None)
+        await book.close()
+        await service.close()
+    assert (last["Outcome"], last["Devices"], last["Queued"]) == ("baseline", 2, 0)
+
+
+async def _eventually(book: DigestBook) -> dict[str, Any]:
+    """The run row once the timer has written it (it runs on the host's task)."""
+    for _ in range(300):
+        last = await book.last_run()  # None while the table or the row is not there
+        if last is not None:
+            return last
+        await asyncio.sleep(0.1)
+    raise AssertionError("the timer did not run")
