@@ -231,15 +231,14 @@ def evaluate(
         judged = replace(judged, compliance_error_since=since)
     if not judged.eligible or Warning_.NOT_TARGETED in judged.warnings:
         return judged
-    # Only a loss of compliance that would cost eligibility is a risk: judge the device as if
-    # Entra's isCompliant had turned false.
-    losing = replace(device, is_compliant=False)
-    losing_json = None if device_json is None else {**device_json, "isCompliant": False}
-    if _judged(losing, managed, options, now, losing_json, policies).eligible:
-        return judged
     risks = candidates(
         device, managed, judged.management, options.tenant_settings(), options.at_risk_lead, since
     )
+    if not risks:
+        return judged
+    # Only a loss of compliance that would cost eligibility is a risk.
+    if _eligible_if_not_compliant(device, managed, options, now, device_json, policies):
+        return judged
     found = assess(risks, now)
     return replace(
         judged, risk_reasons=found.reasons, deadline=found.deadline, next_check=found.next_check
@@ -258,6 +257,38 @@ def _judged(
     if device_json is None or policies is None:
         return base
     return apply_policies(base, device, device_json, policies)
+
+
+def _setting_reasons(
+    device: DeviceSnapshot, policy: Policy, join_type: JoinType
+) -> tuple[Reason, ...]:
+    """Why a targeted device fails the CA_POLICY setting's device controls; empty when it passes."""
+    if hybrid_join_pending(device):
+        # Neither control can be met until the registration completes, whatever the policy.
+        missing: tuple[Reason, ...] = (Reason.HYBRID_JOIN_PENDING,)
+    else:
+        missing = _missing_controls(policy, device, join_type)
+    # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
+    disabled = device.account_enabled is False
+    return ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing
+
+
+def _eligible_if_not_compliant(
+    device: DeviceSnapshot,
+    managed: ManagedDeviceSnapshot | None,
+    options: EvaluationOptions,
+    now: datetime,
+    device_json: Mapping[str, Any] | None,
+    policies: CompiledPolicySet | None,
+) -> bool:
+    """Whether the device would still be eligible if Entra's isCompliant turned false. Under the
+    setting alone only its controls are asked (the device is targeted: evaluate checked); the
+    tenant's policies judge a whole evaluation."""
+    losing = replace(device, is_compliant=False)
+    if device_json is None or policies is None:
+        return not _setting_reasons(losing, options.policy, join_type_of(losing))
+    losing_json = {**device_json, "isCompliant": False}
+    return _judged(losing, managed, options, now, losing_json, policies).eligible
 
 
 def _by_setting(
@@ -292,14 +323,7 @@ def _by_setting(
             eligible=True,
             warnings=(Warning_.NOT_TARGETED, *warnings),
         )
-    if hybrid_join_pending(device):
-        # Neither control can be met until the registration completes, whatever the policy.
-        missing: tuple[Reason, ...] = (Reason.HYBRID_JOIN_PENDING,)
-    else:
-        missing = _missing_controls(policy, device, join_type)
-    # accountEnabled absent is not evidence of a disabled device; Graph defaults it to true.
-    disabled = device.account_enabled is False
-    reasons = ((Reason.DEVICE_DISABLED,) if disabled else ()) + missing
+    reasons = _setting_reasons(device, policy, join_type)
     grace_expiry = (
         managed.grace_period_expires
         if compliance is Compliance.IN_GRACE_PERIOD and managed
