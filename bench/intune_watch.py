@@ -27,14 +27,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.data.tables.aio import TableServiceClient
 
 from bench.common import bench_settings
 from local import stack as local_stack
-from local.graphsim.admin import SimAdmin
+from local.graphsim.admin import SimAdmin, SimClock
 from shared.adapters.intune_digests import DigestBook, table_name
 from shared.adapters.tenant_settings import TenantSettingsBook
 from shared.core.changes import DeviceChange
@@ -67,18 +66,6 @@ class CountingSink:
         count = len(list(changes))
         self.sent += count
         return count
-
-
-class SimClock:
-    def __init__(self, sim: SimAdmin) -> None:
-        self.sim = sim
-        self.offset = timedelta(seconds=sim.clock()["offsetSeconds"])
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, **amount: float) -> None:
-        self.offset = timedelta(seconds=self.sim.advance_clock(**amount)["offsetSeconds"])
 
 
 async def one_run(

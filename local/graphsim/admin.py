@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
@@ -363,6 +364,22 @@ class _AdminApi(Generic[R]):
     def reset_requests(self) -> R:
         """Reset counters; returns the counts before the reset."""
         return self._call("DELETE", "/requests")
+
+
+class SimClock:
+    """The tenant's clock as a client reads it (wall clock + the tenant's offset), for a devicemon
+    Runtime(clock=...) that must judge by the simulator's time; `advance` moves both."""
+
+    def __init__(self, admin: SimAdmin) -> None:
+        self.admin = admin
+        self.offset = timedelta(seconds=admin.clock()["offsetSeconds"])
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **amount: float) -> None:
+        """advance(days=..., hours=..., minutes=..., seconds=...)"""
+        self.offset = timedelta(seconds=self.admin.advance_clock(**amount)["offsetSeconds"])
 
 
 def _notify(notify: bool) -> dict[str, str]:

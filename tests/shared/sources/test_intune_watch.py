@@ -18,7 +18,7 @@ import pytest
 from handlers.intune_watch import run_intune_watch
 from handlers.tenant_settings import refresh_tenant_settings
 from local.devhost import DevHost
-from local.graphsim.admin import SimAdmin
+from local.graphsim.admin import SimAdmin, SimClock
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.graph import DEVICE_SELECT
 from shared.adapters.intune_digests import (
@@ -239,20 +239,6 @@ def test_writes_go_in_transactions_of_at_most_100_rows() -> None:
 
 
 # --- against the simulator, Azurite and the broker ---------------------------------------------
-
-
-class SimClock:
-    """The simulator's tenant clock, as devicemon's runtime reads it."""
-
-    def __init__(self, sim: SimAdmin) -> None:
-        self.sim = sim
-        self.offset = timedelta(seconds=sim.clock()["offsetSeconds"])
-
-    def __call__(self) -> datetime:
-        return datetime.now(UTC) + self.offset
-
-    def advance(self, **amount: float) -> None:
-        self.offset = timedelta(seconds=self.sim.advance_clock(**amount)["offsetSeconds"])
 
 
 @pytest.fixture
