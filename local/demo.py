@@ -124,6 +124,8 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "POLICY_SCHEDULE": "0 5 * * * *",
         "TENANT_SETTINGS_SCHEDULE": "0 30 3 * * *",
         "DEADLINE_SCHEDULE": "30 */1 * * * *",
+        # The policy step queues the re-evaluation at once (workers read the policies each time).
+        "POLICY_CACHE_SECONDS": "0",
         "INTUNE_WATCH_SCHEDULE": "20 */15 * * * *",
     }
 
@@ -436,6 +438,9 @@ async def scenario(
             1,
         )
         await demo_modes.both_modes(sim, api_url, watcher, devices)
+        from local.demo_policies import policies_decide
+
+        await policies_decide(sim, api_url, watcher)
 
         async with httpx.AsyncClient() as http:
             health = (await http.get(f"{api_url}/health")).json()

@@ -20,9 +20,10 @@ from local.graphsim.admin import SimAdmin
 from local.graphsim.ca_policies import set_ca_policies
 from shared.adapters.ca_policies import ReadStatus, StoredPolicies
 from shared.runtime import Runtime
-from shared.views.health import EligibilityMode
+from shared.views.health import EligibilityMode, assess
 from tests.health_helpers import fresh_bookkeeping, health_report
 from tests.shared.core.test_ca_policies_tenant import POLICIES
+from tests.test_openapi import LIVE, NOW, SYNCED, validate
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -73,6 +74,18 @@ def test_the_mode_in_force_and_why(
 ) -> None:
     view = EligibilityMode(source, "compliant", found)
     report = view.report()
+    whole = assess(
+        SYNCED,
+        LIVE,
+        now=NOW,
+        stale_after=timedelta(minutes=30),
+        devices=1,
+        ineligible=0,
+        eligibility=view,
+    )
+    validate("/health", "get", 200, whole)  # the documented shape (docs/openapi.yaml)
+    assert whole["eligibility"] == report
+    assert whole["status"] == ("degraded" if degraded else "healthy")
     assert (report["mode"], report["source"], report["why"]) == (mode, source, why)
     assert words in report["explanation"]
     assert (view.problem() is not None) is degraded
