@@ -56,9 +56,11 @@ async def test_show_health_and_redrive(
     assert (status, report["status"]) == (200, "healthy"), report["problems"]
 
     device_id = str(uuid.uuid4())
-    await asyncio.to_thread(dead_letter_a_change, connection, queue, device_id, "change-1")
     alert = make_alert(alert_id=str(uuid.uuid4()))
-    await asyncio.to_thread(dead_letter_an_alert, connection, topic, alert)
+    await asyncio.gather(
+        asyncio.to_thread(dead_letter_a_change, connection, queue, device_id, "change-1"),
+        asyncio.to_thread(dead_letter_an_alert, connection, topic, alert),
+    )
 
     status, report = await health_report(runtime)
     assert (status, report["status"]) == (503, "unhealthy")
@@ -77,21 +79,25 @@ async def test_show_health_and_redrive(
 
     moved = await devicemon(capsys, env, "dlq", "redrive", queue)
     assert moved.code == 0, moved.err
-    requeued = await asyncio.to_thread(drain_sessions, connection, queue)
-    assert [m.session_id for m in requeued] == [device_id]
-    (again,) = requeued
-    assert again.message_id != "change-1"  # a new id: duplicate detection would drop the old
-    assert (again.application_properties or {})[b"redrivenFrom"] == b"change-1"
+    # Read back while the topic's letter is redriven: each read ends by waiting for nothing.
+    requeued_read = asyncio.ensure_future(asyncio.to_thread(drain_sessions, connection, queue))
 
     missing = await devicemon(capsys, env, "dlq", "redrive", "teams", "--message-id", "nope")
     assert missing.code == 1 and "nope" in missing.err
     moved = await devicemon(capsys, env, "dlq", "redrive", "teams", "--message-id", alert["id"])
     assert moved.code == 0, moved.err
-    audit = await asyncio.to_thread(drain_subscription, connection, topic, "audit")
+    audit, empty = await asyncio.gather(
+        asyncio.to_thread(drain_subscription, connection, topic, "audit"),
+        devicemon(capsys, env, "dlq", "show", "--exit-code"),
+    )
     assert [json.loads(b"".join(m.body))["id"] for m in audit] == [alert["id"]]
-
-    empty = await devicemon(capsys, env, "dlq", "show", "--exit-code")
     assert empty.code == 0, empty.out
+
+    requeued = await requeued_read
+    assert [m.session_id for m in requeued] == [device_id]
+    (again,) = requeued
+    assert again.message_id != "change-1"  # a new id: duplicate detection would drop the old
+    assert (again.application_properties or {})[b"redrivenFrom"] == b"change-1"
     status, report = await health_report(runtime)
     assert (status, report["status"]) == (200, "healthy"), report["problems"]
 
