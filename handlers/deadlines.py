@@ -75,7 +75,7 @@ async def run_deadlines(
     return DeadlineRun(queued, deleted, oldest)
 
 
-async def deadline_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> None:
+async def deadline_timer(timer: func.TimerRequest, runtime: Runtime | None = None) -> DeadlineRun:
     rt = runtime or current()
     now = rt.now()
     run = await run_deadlines(rt)
@@ -90,3 +90,4 @@ async def deadline_timer(timer: func.TimerRequest, runtime: Runtime | None = Non
             late_seconds=round((now - run.oldest_due).total_seconds()) if run.oldest_due else None,
             past_due=timer.past_due,
         )
+    return run

@@ -195,6 +195,8 @@ class Runtime:
                     compliance=self._noting_permission(
                         lambda managed_id: read_compliance_details(graph_json, managed_id)
                     ),
+                    scheduler=await self.deadlines(),
+                    clock=self.now,
                 )
         return self._pipeline
 
@@ -228,12 +230,12 @@ class Runtime:
     async def _tenant_settings(self) -> Callable[[], Awaitable[TenantSettings]]:
         """The tenant's stored Intune compliance settings, reloaded every few minutes."""
         from shared.adapters.tenant_settings import CachedTenantSettings, TenantSettingsBook
-        from shared.core.models import utc_now
 
         await self.bookkeeping()  # the row lives in the bookkeeping table: make sure it exists
         assert self._tables is not None
         book = TenantSettingsBook(self._tables, self.settings.sync_table)
-        return CachedTenantSettings(book, utc_now).current
+        # On the runtime's clock: a test that moves it days ahead sees a changed threshold.
+        return CachedTenantSettings(book, self.now).current
 
     async def _policies(self) -> Callable[[], Awaitable[CompiledPolicySet | None]]:
         """The tenant's stored Conditional Access policies in force (None: the CA_POLICY setting
