@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -174,12 +174,19 @@ def reason_lines(result: Evaluation) -> list[str]:
 
 
 def warning_lines(result: Evaluation, console: Console) -> list[str]:
-    if not result.warnings:
-        return []
-    lines = ["", console.bold("Warnings")]
-    for warning in result.warnings:
-        e = explain.warning(warning)
-        lines += [f"  {warning.value}: {e.meaning}", f"    What to do: {e.action}"]
+    """The warnings, then the risks of an eligible device about to lose eligibility."""
+    lines = []
+    if result.warnings:
+        lines += ["", console.bold("Warnings")]
+        for warning in result.warnings:
+            e = explain.warning(warning)
+            lines += [f"  {warning.value}: {e.meaning}", f"    What to do: {e.action}"]
+    if result.risk_reasons:
+        due = f": access ends {iso(result.deadline)}" if result.deadline else ""
+        lines += ["", console.bold(f"At risk{due}")]
+        for risk in result.risk_reasons:
+            e = explain.risk(risk)
+            lines += [f"  {risk.value}: {e.meaning}", f"    What to do: {e.action}"]
     return lines
 
 
@@ -252,6 +259,7 @@ def options_for(settings: Settings, policy: Policy, tenant: Tenant) -> Evaluatio
         settings.intune_checkin_stale_days,
         tenant=tenant.settings,
         checkin_warning_days=settings.intune_checkin_warn_days,
+        at_risk_lead=timedelta(hours=settings.at_risk_lead_hours),
     )
 
 

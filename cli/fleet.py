@@ -273,12 +273,15 @@ def add_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="eligibility summary by join type, OS and reason",
         description=wrap(
             "Summarise the fleet's current eligibility (DeviceState) by join type, operating "
-            "system and reason. --ineligible also lists the ineligible devices with their "
-            "reasons. --join-type, --reason and --os narrow the devices counted and listed."
+            "system, reason and, when the tenant's Conditional Access policies judge devices, "
+            "by blocking policy. --ineligible also lists the ineligible devices with their "
+            "reasons and blocking policies. --join-type, --reason, --os and --blocked-by narrow "
+            "the devices counted and listed."
         ),
         epilog=(
             "examples:\n  devicemon fleet\n  devicemon fleet --ineligible --csv > ineligible.csv\n"
-            "  devicemon fleet --ineligible --reason NOT_COMPLIANT --os 'Windows 11' --json"
+            "  devicemon fleet --ineligible --reason NOT_COMPLIANT --os 'Windows 11' --json\n"
+            "  devicemon fleet --ineligible --blocked-by 'CA01 Require compliant device'"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

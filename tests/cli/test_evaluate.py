@@ -215,3 +215,29 @@ async def test_with_a_stack_it_uses_the_settings_the_timer_stored(
     assert verdict["tenantSettings"]["deviceComplianceCheckinThresholdDays"] == 10
     assert verdict["tenantSettings"]["source"].startswith("stored by devicemon: read from Graph ")
     assert "INTUNE_CHECKIN_STALE" in [w["code"] for w in verdict["warnings"]]
+
+
+@pytest.mark.parametrize(("lead_hours", "at_risk"), [("72", True), ("24", False)])
+def test_a_grace_period_ending_within_the_lead_is_a_risk(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, lead_hours: str, at_risk: bool
+) -> None:
+    """Intune's grace period ends 2026-12-03T00:00Z; two days before, the device is at risk
+    under the default 72-hour AT_RISK_LEAD_HOURS and not yet under 24."""
+    combined = json.loads((DATA / "disabled-in-grace.json").read_text())
+    path = tmp_path / "grace.json"
+    path.write_text(
+        json.dumps(combined | {"device": combined["device"] | {"accountEnabled": True}})
+    )
+    argv = ["evaluate", str(path), "--now", "2026-12-01T00:00:00Z"]
+    env = {"AT_RISK_LEAD_HOURS": lead_hours}
+
+    code = main([*argv, "--json"], env=env)
+    verdict = json.loads(capsys.readouterr().out)
+    main(argv, env=env)
+    text = capsys.readouterr().out
+
+    assert code == errors.OK and verdict["eligible"] is True
+    assert verdict["riskReasons"] == (["GRACE_PERIOD_ENDING"] if at_risk else [])
+    assert verdict["deadline"] == ("2026-12-03T00:00:00Z" if at_risk else None)
+    assert ("At risk: access ends 2026-12-03T00:00:00Z" in text) is at_risk
+    assert ("  GRACE_PERIOD_ENDING: " in text) is at_risk
