@@ -14,7 +14,7 @@ from shared.consumers.noise_cards import MASS_CLEARED, MASS_RISK_CAUSES, mass_ca
 from shared.consumers.risk_cards import WHO, at_risk_card, cleared_card, relative
 from shared.consumers.teams_cards import alert_card
 from shared.core import explain
-from shared.core.alert_view import AlertView, parse_alert
+from shared.core.alert_view import AlertFormatError, AlertView, parse_alert
 from tests.alert_helpers import T0, make_alert
 from tests.shared.consumers.risk_alerts import (
     ADVICE,
@@ -277,3 +277,40 @@ def test_no_policy_section_when_no_policy_judged_and_no_cause_when_none_dominate
     spread = replace(summary(0, lost=30), policies={"A": 15, "B": 15})
     words = texts(mass_card(spread, 10))
     assert "15: **A**" in words and "are blocked by" not in words
+
+
+def test_an_at_risk_card_shows_what_intune_says_fails_when_the_alert_carries_it() -> None:
+    alert = risk_alert(("GRACE_PERIOD_ENDING",))
+    alert["data"]["compliance"] = {
+        "failingPolicies": [
+            {"id": "p1", "displayName": "Windows baseline", "state": "nonCompliant"}
+        ],
+        "failingSettings": [
+            {
+                "setting": "Windows10CompliancePolicy.BitLockerEnabled",
+                "state": "nonCompliant",
+                "policyId": "p1",
+                "policyName": "Windows baseline",
+                "sentence": "BitLocker drive encryption is off.",
+                "fix": "Turn on BitLocker for the OS drive.",
+            }
+        ],
+    }
+    card = at_risk_card(parse_alert(alert), NOW)
+    check(card)
+    assert "**BitLocker drive encryption is off.**" in texts(card)
+    assert "Failing compliance settings" not in texts(at_risk_card(view("CHECKIN_OVERDUE"), NOW))
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("risk", ["not", "an", "object"]), ("blockingPolicies", ["not an object"])],
+)
+def test_a_malformed_early_warning_is_poison_not_a_guess(where: str, value: Any) -> None:
+    alert = risk_alert(("GRACE_PERIOD_ENDING",))
+    if where == "risk":
+        alert["data"]["risk"] = value
+    else:
+        alert["data"]["current"]["blockingPolicies"] = value
+    with pytest.raises(AlertFormatError, match=where):
+        parse_alert(alert)
