@@ -30,6 +30,7 @@ digest, so the next run tries again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -55,7 +56,7 @@ from shared.core.changes import DeviceChange, normalize_graph_id
 from shared.core.models import Source
 from shared.core.observations import Facts
 from shared.core.snapshots import SnapshotError, parse_time
-from shared.core.tenant_settings import TenantSettings, checkin_deadline, checkin_overdue
+from shared.core.tenant_settings import TenantSettings, checkin_warning_lead
 from shared.sources.intune import IntuneIndex
 
 log = logging.getLogger("devicemon.intune_watch")
@@ -70,43 +71,68 @@ class ChangeSink(Protocol):
     async def send(self, changes: Iterable[DeviceChange]) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Bands:
+    """A run's check-in cutoffs, computed once: a check-in at or before `lapsed_by` is past the
+    validity period (now >= last + period), at or before `overdue_by` past the warning point
+    (shared/core/tenant_settings.checkin_overdue: now >= last + period - lead)."""
+
+    lapsed_by: datetime
+    overdue_by: datetime
+
+    @classmethod
+    def at(cls, now: datetime, tenant: TenantSettings, warning_days: int) -> Bands:
+        lead = checkin_warning_lead(tenant.checkin_threshold_days, warning_days)
+        return cls(now - tenant.validity_period, now - tenant.validity_period + lead)
+
+    def of(self, last_sync: datetime | None) -> int:
+        if last_sync is None:
+            return FRESH
+        if last_sync <= self.lapsed_by:
+            return LAPSED
+        return OVERDUE if last_sync <= self.overdue_by else FRESH
+
+
 def checkin_band(
     last_sync: datetime | None, now: datetime, tenant: TenantSettings, warning_days: int
 ) -> int:
     """Where the device's last check-in stands against the tenant's validity period."""
-    deadline = checkin_deadline(last_sync, tenant)
-    if deadline is None:
-        return FRESH
-    if now >= deadline:
-        return LAPSED
-    return OVERDUE if checkin_overdue(last_sync, now, tenant, warning_days) else FRESH
+    return Bands.at(now, tenant, warning_days).of(last_sync)
 
 
-def _instant_text(value: Any) -> str:
-    """An instant as one text whatever the offset it was written with; the raw text otherwise."""
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, str):
+        try:
+            # Graph's usual "2026-12-01T04:00:00Z": the fast path; anything else goes the long way.
+            parsed = datetime.fromisoformat(value)
+            if parsed.tzinfo is not None:
+                return parsed
+        except ValueError:
+            pass
     try:
-        parsed = parse_time(value)
+        return parse_time(value)
     except SnapshotError:
-        return str(value)
-    return "" if parsed is None else parsed.astimezone(UTC).isoformat()
+        return None
 
 
-def watched_facts(
-    record: Mapping[str, Any], now: datetime, tenant: TenantSettings, warning_days: int
-) -> tuple[str, ...]:
-    try:
-        last_sync = parse_time(record.get("lastSyncDateTime"))
-    except SnapshotError:
-        last_sync = None
+@functools.lru_cache(maxsize=4096)
+def _instant_text(value: str) -> str:
+    """An instant as one text whatever the offset it was written with; the raw text otherwise.
+    Cached: most devices share one value (Intune's "no grace period", 9999-12-31)."""
+    parsed = _time(value)
+    return value if parsed is None else parsed.astimezone(UTC).isoformat()
+
+
+def watched_facts(record: Mapping[str, Any], bands: Bands) -> tuple[str, ...]:
     features = record.get("configurationManagerClientEnabledFeatures")
     workload = features.get("compliancePolicy") if isinstance(features, Mapping) else None
     return (
         str(record.get("id") or ""),
         str(record.get("complianceState") or "").lower(),
-        _instant_text(record.get("complianceGracePeriodExpirationDateTime")),
+        _instant_text(str(record.get("complianceGracePeriodExpirationDateTime") or "")),
         str(record.get("managementAgent") or "").lower(),
         str(workload),
-        str(checkin_band(last_sync, now, tenant, warning_days)),
+        str(bands.of(_time(record.get("lastSyncDateTime")))),
     )
 
 
@@ -311,12 +337,13 @@ class IntuneWatch:
     ) -> tuple[list[Move], set[bytes]]:
         moved: list[Move] = []
         seen: set[bytes] = set()
+        bands = Bands.at(now, tenant, self._warning_days)
         for device_id, record in index.items():
             key = device_key(device_id)
             if key is None or device_id == NIL_DEVICE_ID:
                 continue  # not linked to an Entra device
             seen.add(key)
-            after = digest(watched_facts(record, now, tenant, self._warning_days))
+            after = digest(watched_facts(record, bands))
             held = digests.get(key)
             if held is None or held.digest != after:
                 moved.append(Move(key, device_id, record, held, after))

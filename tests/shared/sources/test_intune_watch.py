@@ -39,13 +39,14 @@ from shared.adapters.store import make_service
 from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.core.observations import Facts, plan
-from shared.core.tenant_settings import TenantSettings
+from shared.core.tenant_settings import TenantSettings, checkin_deadline, checkin_overdue
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
 from shared.sources.intune_watch import (
     FRESH,
     LAPSED,
     OVERDUE,
+    Bands,
     checkin_band,
     digest,
     watch_change,
@@ -101,6 +102,27 @@ def test_the_check_in_band_follows_the_tenants_validity_period(
     assert checkin_band(NOW - age, NOW, tenant, 7) == band
 
 
+@pytest.mark.parametrize("threshold_days", [1, 2, 10, 14, 30, 120])
+@pytest.mark.parametrize("warning_days", [1, 7, 30])
+def test_the_bands_agree_with_the_evaluations_own_check_in_rules(
+    threshold_days: int, warning_days: int
+) -> None:
+    tenant = TenantSettings(checkin_threshold_days=threshold_days)
+    bands = Bands.at(NOW, tenant, warning_days)
+    for minutes in range(0, (threshold_days + 2) * 1440, 30):
+        last = NOW - timedelta(minutes=minutes)
+        deadline = checkin_deadline(last, tenant)
+        assert deadline is not None
+        expected = (
+            LAPSED
+            if deadline <= NOW
+            else OVERDUE
+            if checkin_overdue(last, NOW, tenant, warning_days)
+            else FRESH
+        )
+        assert bands.of(last) == expected, minutes
+
+
 def test_a_device_without_a_check_in_has_no_band() -> None:
     assert checkin_band(None, NOW, TenantSettings(), 7) == FRESH
 
@@ -109,7 +131,8 @@ def test_a_device_without_a_check_in_has_no_band() -> None:
 
 
 def _digest(record: dict[str, Any], now: datetime = NOW, days: int = 30) -> bytes:
-    return digest(watched_facts(record, now, TenantSettings(checkin_threshold_days=days), 7))
+    bands = Bands.at(now, TenantSettings(checkin_threshold_days=days), 7)
+    return digest(watched_facts(record, bands))
 
 
 @pytest.mark.parametrize(
