@@ -38,6 +38,7 @@ from shared.core.device_facts import compliance_of, hybrid_join_pending, join_ty
 from shared.core.device_filter import NotUnderstood
 from shared.core.device_filter_eval import both, either, evaluate
 from shared.core.models import Compliance, JoinType, Reason
+from shared.core.scope import down_level_windows
 from shared.core.snapshots import SnapshotError, device_from_json
 
 # Reason code of a device inside the scope of a policy whose grant control is Block.
@@ -194,7 +195,11 @@ def _control_reasons(
         join = join_type_of(snapshot)
         failed: list[str] = []
         for control in controls:
-            if control is DeviceControl.COMPLIANT and compliance is not Compliance.COMPLIANT:
+            if control is DeviceControl.COMPLIANT and down_level_windows(snapshot):
+                # "Only supports Windows 10+, iOS, Android, macOS, and Linux Ubuntu"
+                # (concept-conditional-access-grant.md): as evaluation.py judges it.
+                failed.append(Reason.COMPLIANCE_NOT_SUPPORTED)
+            elif control is DeviceControl.COMPLIANT and compliance is not Compliance.COMPLIANT:
                 unknown = compliance is Compliance.UNKNOWN
                 failed.append(Reason.COMPLIANCE_UNKNOWN if unknown else Reason.NOT_COMPLIANT)
             if control is DeviceControl.HYBRID and join is not JoinType.HYBRID_JOINED:

@@ -34,8 +34,24 @@ from shared.core.models import (
     Warning_,
 )
 
-# Reasons in the order Reason declares them, whatever order the policies were listed in.
-_REASON_ORDER = {reason.value: index for index, reason in enumerate(Reason)}
+# One order whatever order the policies were listed in: the setting's (evaluation.py: the device,
+# then compliance, then join), then blocks; a code added to Reason later goes last.
+_REASON_ORDER = {
+    reason.value: index
+    for index, reason in enumerate(
+        (
+            Reason.DEVICE_DELETED,
+            Reason.DEVICE_DISABLED,
+            Reason.NOT_COMPLIANT,
+            Reason.COMPLIANCE_UNKNOWN,
+            Reason.COMPLIANCE_NOT_SUPPORTED,
+            Reason.NOT_HYBRID_JOINED,
+            Reason.NOT_JOINED,
+            Reason.HYBRID_JOIN_PENDING,
+            Reason.BLOCKED_BY_POLICY,
+        )
+    )
+}
 # Warnings this module decides; the setting's own say about them is replaced.
 _OWN_WARNINGS = (Warning_.NOT_TARGETED, Warning_.POLICY_NOT_UNDERSTOOD)
 
@@ -73,11 +89,12 @@ def policy_ref(verdict: PolicyVerdict) -> PolicyRef:
 
 def blocking_reasons(disabled: bool, blocking: Iterable[PolicyVerdict]) -> tuple[Reason, ...]:
     """DEVICE_DISABLED when the device is disabled, and every reason a blocking policy gives,
-    each once, in Reason's order."""
+    each once, in one order (_REASON_ORDER)."""
     codes = {code for verdict in blocking for code in verdict.reasons}
     if disabled:
         codes.add(Reason.DEVICE_DISABLED.value)
-    return tuple(sorted((Reason(c) for c in codes), key=lambda r: _REASON_ORDER[r.value]))
+    ranked = sorted(codes, key=lambda c: (_REASON_ORDER.get(c, len(_REASON_ORDER)), c))
+    return tuple(Reason(c) for c in ranked)
 
 
 def _targeted(verdict: DeviceVerdict) -> bool:
