@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from handlers.policies import refresh_policies
+from handlers.policies import reevaluation_delay, refresh_policies
 from local.graphsim.admin import SimAdmin
 from local.graphsim.ca_policies import set_ca_policies
 from local.teams_sink import TeamsSink, describe_card
@@ -31,15 +33,17 @@ from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.runtime import Runtime
 from shared.settings import Settings
+from shared.sources.policy_change import reevaluate_fleet
 from shared.sources.sync import DeltaSync
 from tests.graph_helpers import hybrid_fleet
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 from tests.shared.core.test_ca_policies_tenant import policy
 
-# At the default TEAMS_MASS_THRESHOLD (25) a storm's first summary comes with the 25th alert and
-# the next only when it has grown fourfold (100): 60 devices give exactly one summary. (A policy
-# that blocks 3,000 takes the same path; `make chaos`-sized fleets are not for the suite.)
-FLEET = 60
+# With TEAMS_MASS_THRESHOLD 10 a storm's first summary comes with the 10th alert and the next
+# only when it has grown fourfold (40): 36 devices give exactly one summary, and a few seconds of
+# suite time. A policy that blocks 3,000 devices takes the same path.
+FLEET = 36
+MASS_THRESHOLD = 10
 COMPLIANT_OR_HYBRID = policy(
     1, "CA01 Compliant or hybrid joined", ["compliantDevice", "domainJoinedDevice"]
 )
@@ -61,7 +65,12 @@ async def sink() -> AsyncIterator[TeamsSink]:
 async def rt(settings: Settings, sink: TeamsSink) -> AsyncIterator[Runtime]:
     # Workers read the policies for every evaluation: the re-evaluation is queued at once.
     runtime = Runtime(
-        replace(settings, teams_webhook_url=sink.url("policy"), policy_cache_seconds=0)
+        replace(
+            settings,
+            teams_webhook_url=sink.url("policy"),
+            teams_mass_threshold=MASS_THRESHOLD,
+            policy_cache_seconds=0,
+        )
     )
     yield runtime
     await runtime.close()
@@ -80,13 +89,18 @@ class Processing:
         return len(done)
 
 
-async def process_queue(rt: Runtime, connection: str) -> list[DeviceChange]:
-    """Every change on the queue, run through the pipeline as the processor would."""
+async def take_queue(rt: Runtime, connection: str) -> list[DeviceChange]:
+    """Every change on the queue, taken off it."""
     # One session per device: many session receivers at once, as the host's 32 sessions do.
     messages = await asyncio.to_thread(
         drain_sessions, connection, rt.settings.device_changes_queue, 0.5, 32
     )
-    changes = [DeviceChange.from_json(str(message)) for message in messages]
+    return [DeviceChange.from_json(str(message)) for message in messages]
+
+
+async def process_queue(rt: Runtime, connection: str) -> list[DeviceChange]:
+    """Every change on the queue, run through the pipeline as the processor would."""
+    changes = await take_queue(rt, connection)
     await Processing(rt).send(changes)
     return changes
 
@@ -153,3 +167,39 @@ async def test_a_policy_that_blocks_the_fleet_gives_each_device_a_lost_alert_and
     # The same policies read again: nothing changed, nothing queued.
     await refresh_policies(rt)
     assert await process_queue(rt, connection) == []
+
+
+async def ids(values: list[str]) -> AsyncIterator[str]:
+    for value in values:
+        yield value
+
+
+@pytest.mark.parametrize(
+    ("cache_seconds", "delay"),
+    [(0, timedelta(0)), (1, timedelta(seconds=11)), (300, timedelta(seconds=310))],
+)
+def test_the_fleet_waits_for_every_worker_to_hold_the_new_policies(
+    cache_seconds: int, delay: timedelta
+) -> None:
+    assert reevaluation_delay(cache_seconds) == delay
+
+
+async def test_the_fleet_is_queued_in_pages_at_once_or_scheduled(rt: Runtime, stack: Any) -> None:
+    connection = stack.service_bus_connection
+    devices = [str(uuid.uuid4()) for _ in range(5)]
+    queue = rt.change_queue().with_timeout(None)
+    now = datetime.now(UTC)
+
+    later = await reevaluate_fleet(
+        ids(devices), queue, digest="d1", now=now, delay=timedelta(hours=1), page=2
+    )
+    at_once = await reevaluate_fleet(
+        ids(devices), queue, digest="d2", now=now, delay=timedelta(0), page=2
+    )
+
+    assert (later, at_once) == (5, 5)
+    # Only the ones sent at once are there: the scheduled ones become visible in an hour.
+    queued = await take_queue(rt, connection)
+    assert sorted(c.device_id for c in queued) == sorted(devices)
+    assert {c.correlation_id for c in queued} == {"policies-d2"}
+    assert len({c.message_id for c in queued}) == 5
