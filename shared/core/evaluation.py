@@ -382,7 +382,8 @@ def classify(
     eligible: bool,
     current_fingerprint: str,
 ) -> Transition:
-    """Relate a new evaluation to the last stored one. Only LOST and RESTORED raise alerts."""
+    """Relate a new evaluation to the last stored one by eligibility and digest alone; the risk
+    episodes (AT_RISK, AT_RISK_CLEARED) are events.transition_of's."""
     if previous_eligible is None:
         return Transition.FIRST_SEEN
     if previous_eligible and not eligible:
