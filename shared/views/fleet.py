@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from shared.core.models import JoinType, PolicyRef, Reason, Warning_
+from shared.core.models import JUDGED_BY_POLICIES, JoinType, PolicyRef, Reason, Warning_
 from shared.core.os_names import os_label
 from shared.core.records import DeviceRecord, HistoryRow
 
@@ -80,7 +80,9 @@ class FleetSummary:
         self.by_os.setdefault(record_os_label(record), Counts()).add(record.eligible)
         self.by_reason.update(set(record.reasons))
         self.by_warning.update(set(record.warnings))
-        if record.policy:
+        # `policies`: the CA_POLICY values that judged devices (not the fallback of a device
+        # the tenant's policies judged).
+        if record.policy and record.judged_by != JUDGED_BY_POLICIES:
             self.policies[record.policy] += 1
         self.judged_by[record.judged_by] += 1
         for counter, refs in (

@@ -393,8 +393,7 @@ def judged(summary: FleetSummary) -> str:
     if not by_policies:
         return f"evaluated under CA_POLICY {policies}"
     words = f"judged by the tenant's Conditional Access policies ({by_policies} devices)"
-    rest = summary.overall.devices - by_policies
-    return words + (f", by CA_POLICY {policies} for {rest}" if rest else "")
+    return words + (f", by CA_POLICY {policies}" if summary.policies else "")
 
 
 def render(data: ReportData) -> str:

@@ -105,6 +105,7 @@ def test_fleet_counts_devices_per_blocking_policy_and_lists_them() -> None:
         "Judged by the tenant's Conditional Access policies: 2 of 3 (the others by CA_POLICY)"
         in out
     )
+    assert "Evaluated under CA_POLICY compliant_or_hybrid (1)" in out
     table = out[out.index("Blocking Conditional Access policies") :].splitlines()
     assert [columns(row) for row in table[1:5]] == [
         ["POLICY", "DEVICES", "ID"],

@@ -137,6 +137,8 @@ def test_the_summary_counts_devices_per_blocking_policy() -> None:
         {"id": CA12.policy_id, "displayName": CA12.display_name, "devices": 3}
     ]
     assert body["judgedBy"] == {"ca_policies": 3, "ca_policy_setting": 1}
+    # CA_POLICY counts the devices it judged, not the fallback of the others
+    assert body["policies"] == {"compliant_or_hybrid": 1}
     assert body["byReason"]["BLOCKED_BY_POLICY"] == 3
 
 
@@ -200,7 +202,10 @@ def report(records: list[DeviceRecord]) -> str:
 def test_the_report_names_the_blocking_policies_and_links_each_device_to_them() -> None:
     page = report(fleet())
     text = " ".join(parse(page).text)
-    assert "judged by the tenant's Conditional Access policies (3 devices), by CA_POLICY" in text
+    assert (
+        "judged by the tenant's Conditional Access policies (3 devices), by CA_POLICY "
+        "compliant_or_hybrid (1)" in text
+    )
     rows = re.findall(r'<tr id="(p-[^"]+)" class="policy">(.*?)</tr>', page)
     cells = [
         (anchor, [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)])
