@@ -169,6 +169,11 @@ def _code_link(kind: str, code: str, words: str) -> str:
     )
 
 
+def most_first(counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Most devices first, then by code or id: what matters most at the top."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def legend(kind: str, heading: str, counts: dict[str, int], empty: str) -> str:
     """One row per code: how many devices carry it, what it means, what to do."""
     if not counts:
@@ -179,7 +184,7 @@ def legend(kind: str, heading: str, counts: dict[str, int], empty: str) -> str:
         f'<td class=num data-label="devices">{n}</td>'
         f'<td data-label="meaning">{_e(words(code).meaning)}</td>'
         f'<td data-label="what to do">{_e(words(code).action)}</td></tr>'
-        for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for code, n in most_first(counts)
     )
     return (
         f'<h2>{_e(heading)}</h2><table class="list legend-{kind}"><tr class="head"><th>code</th>'
@@ -261,7 +266,7 @@ def policies_table(
         f'<td data-label="policy">{_e(names.get(policy_id) or policy_id)}</td>'
         f'<td class=num data-label="devices">{n}</td>'
         f'<td data-label="id"><code>{_e(policy_id)}</code></td></tr>'
-        for policy_id, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for policy_id, n in most_first(counts)
     )
     return (
         f'<h2 id="{ident}">{_e(heading)}</h2><table class="list"><tr class="head">'
