@@ -218,7 +218,7 @@ def test_claims_stay_bounded() -> None:
 
 
 def test_the_flap_row_keeps_each_flips_reasons() -> None:
-    from shared.consumers.teams_store import flap_columns, flap_state
+    from shared.consumers.noise_rows import flap_columns, flap_state
 
     state, _ = run_flaps([0, 1, 2, 3])
     state, _ = flap_step(state, "e", minutes(4), True, S, ("DEVICE_DISABLED", "NOT_COMPLIANT"))
