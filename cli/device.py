@@ -106,6 +106,12 @@ def explanation_lines(record: DeviceRecord, console: Console) -> list[str]:
         for code in record.warnings:
             e = explain.warning(code)
             lines += [f"  {code}: {e.meaning}", f"    What to do: {e.action}"]
+    if record.risk_reasons:
+        due = f": access ends {when(record.deadline)}" if record.deadline else ""
+        lines.append(console.bold(f"At risk{due}"))
+        for code in record.risk_reasons:
+            e = explain.risk(code)
+            lines += [f"  {code}: {e.meaning}", f"    What to do: {e.action}"]
     return lines
 
 

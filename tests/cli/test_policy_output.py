@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
 from typing import Any
 
 from cli import device, fleet
@@ -138,3 +139,18 @@ def test_fleet_csv_carries_the_policies() -> None:
     summary = {(r[0], r[1]): r[2] for r in fleet.summary_csv_rows(summarize([LAPTOP, KIOSK, FINE]))}
     assert summary[("blockingPolicy", "id-ca06")] == 1
     assert summary[("reportOnlyFailure", "id-ca12")] == 2
+
+
+def test_device_at_risk_says_when_access_ends_and_what_to_do() -> None:
+    at_risk = record(
+        LAPTOP.object_id,
+        warnings=("COMPLIANCE_GRACE_PERIOD",),
+        risk_reasons=("GRACE_PERIOD_ENDING",),
+        deadline=T0 + timedelta(days=2),
+    )
+    out = "\n".join(device.render(StateRow(at_risk, "first_seen", T0), [], False, CONSOLE))
+    section = out[out.index("At risk: access ends 2026-11-03 09:00:00 UTC") :].splitlines()
+    assert section[1].startswith("  GRACE_PERIOD_ENDING: Intune marks the device noncompliant")
+    assert section[2].startswith("    What to do: Fix the failing compliance setting")
+    calm = "\n".join(device.render(StateRow(FINE, "first_seen", T0), [], False, CONSOLE))
+    assert "At risk" not in calm
