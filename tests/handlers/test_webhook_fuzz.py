@@ -295,7 +295,10 @@ def check(response: func.HttpResponse, query: dict[str, str], seen: Counter[int]
 
 
 def assert_queued_messages_are_sane(fuzz_settings: Settings, stack: Any) -> None:
-    messages = drain_sessions(stack.service_bus_connection, fuzz_settings.device_changes_queue)
+    # Up to a session per example: more readers than the helper's default take them sooner.
+    messages = drain_sessions(
+        stack.service_bus_connection, fuzz_settings.device_changes_queue, workers=20
+    )
     assert messages, "no example reached the queue: the strategies only exercise rejections"
     for message in messages:
         session = str(message.session_id)
