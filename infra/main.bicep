@@ -307,7 +307,7 @@ module functionApp 'modules/functionapp.bicep' = {
       SWEEP_SCHEDULE: sweepSchedule
       POLICY_SCHEDULE: '0 5 * * * *'
       TENANT_SETTINGS_SCHEDULE: '0 30 3 * * *'
-      DEADLINE_SCHEDULE: '30 */1 * * * *'
+      DEADLINE_SCHEDULE: '0 */1 * * * *'
       INTUNE_WATCH_SCHEDULE: '20 */15 * * * *'
       PENDING_ALERT_SWEEP_SECONDS: pendingAlertSweepSeconds
       HEALTH_FAILURE_WINDOW_MINUTES: healthFailureWindowMinutes

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from local import demo_modes
+from local import demo_deadlines, demo_modes
 from local import stack as local_stack
 from local.graphsim.admin import AsyncSimAdmin
 from local.graphsim.compliance_states import set_policy_states
@@ -123,7 +123,7 @@ def settings_env(stack: local_stack.Stack, client_state: str) -> dict[str, str]:
         "SWEEP_SCHEDULE": "15 */1 * * * *",
         "POLICY_SCHEDULE": "0 5 * * * *",
         "TENANT_SETTINGS_SCHEDULE": "0 30 3 * * *",
-        "DEADLINE_SCHEDULE": "30 */1 * * * *",
+        "DEADLINE_SCHEDULE": "0 */1 * * * *",
         # The policy step queues the re-evaluation at once (workers read the policies each time).
         "POLICY_CACHE_SECONDS": "0",
         "INTUNE_WATCH_SCHEDULE": "20 */15 * * * *",
@@ -214,6 +214,8 @@ def describe_alert(alert: dict[str, Any]) -> str:
     data = alert["data"]
     device = data["device"]
     lost = alert["type"].endswith(".lost")
+    if alert["type"].endswith((".at_risk", ".at_risk_cleared")):
+        return describe_risk(alert)
     head = paint("✖ LOST", "1;31") if lost else paint("✔ RESTORED", "1;32")
     reasons = data["current"]["reasons"] if lost else data["previous"]["reasons"]
     why = ("because " if lost else "resolved: ") + ", ".join(reasons)
@@ -225,6 +227,19 @@ def describe_alert(alert: dict[str, Any]) -> str:
         + (f"    {summary}\n" if lost and summary else "")
         + describe_compliance(data)
         + (f"    {dim('previous object ' + before + ' was eligible')}\n" if before else "")
+        + f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
+    )
+
+
+def describe_risk(alert: dict[str, Any]) -> str:
+    data = alert["data"]
+    device, risk = data["device"], data["risk"]
+    cleared = alert["type"].endswith("_cleared")
+    head = paint("✔ RISK CLEARED", "1;32") if cleared else paint("⚠ AT RISK", "1;33")
+    ends = f", access ends {risk['deadline']}" if risk.get("deadline") and not cleared else ""
+    return (
+        f"  {head} {bold(device['displayName'] or device['objectId'])}: {', '.join(risk['reasons'])}{ends}\n"
+        + "".join(f"    {a['action']}\n" for a in risk.get("advice", [])[:1] if not cleared)
         + f"    {dim('alert ' + alert['id'] + ' · detected by ' + data['detection']['source'] + ' · severity ' + data['severity'])}"
     )
 
@@ -449,6 +464,8 @@ async def scenario(
             f"{health['devices']['total']} devices, {health['devices']['ineligible']} ineligible"
             + (dim(f" · {'; '.join(health['problems'])}") if health["problems"] else "")
         )
+        say()
+        await demo_deadlines.deadline_story(sim, watcher)
         watch.cancel()
         say(
             bold(f"{len(watcher.seen)} alerts published")
@@ -473,7 +490,8 @@ async def main() -> None:
         client_state = secrets.token_urlsafe(32)
         os.environ.update(settings_env(stack, client_state))
         from local.devhost import DevHost
-        from shared.runtime import current
+        from shared.runtime import Runtime, current, use_runtime
+        from shared.settings import Settings
 
         stack_sink = TeamsSink()
         sink = await stack_sink.__aenter__()
@@ -481,6 +499,8 @@ async def main() -> None:
         port = free_port()
         os.environ["NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/notifications"
         os.environ["LIFECYCLE_NOTIFICATION_URL"] = f"http://127.0.0.1:{port}/api/graph/lifecycle"
+        # The runtime judges by the demo tenant's clock, which the deadline story moves ahead.
+        use_runtime(Runtime(Settings.from_env(), clock=demo_deadlines.CLOCK))
         async with DevHost(
             "function_app:app",
             port=port,

@@ -33,6 +33,7 @@ from local.devhost.sbmessage import to_functions_message
 from local.graphsim.admin import SimAdmin
 from local.graphsim.tenant_settings import set_tenant_settings
 from local.stack import Stack
+from shared.adapters.deadlines import first_minute
 from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.core.snapshots import parse_time
@@ -178,23 +179,27 @@ async def deadlines(settings: Settings, sim: SimAdmin, stack: Stack) -> AsyncIte
 async def warned_then_lost(
     d: Deadlines, object_id: str, deadline: datetime, reason: str, warn_at: datetime
 ) -> None:
-    """The timer raises at_risk in its first run at or after `warn_at` and lost in its first run
-    at or after `deadline`, neither earlier, and no other alert is raised for the device."""
+    """The timer (every minute at second 0) raises at_risk in its first run at or after
+    `warn_at` and lost in its first run at or after `deadline`, less than a minute after each,
+    neither earlier, and no other alert is raised for the device."""
     assert await d.next_check(object_id) == warn_at
-    assert await d.run_at(warn_at - MINUTE, object_id) == []
-    [warned] = await d.run_at(warn_at + MINUTE, object_id)
+    warn_run = first_minute(warn_at)
+    assert await d.run_at(warn_run - MINUTE, object_id) == []  # the run before: too early
+    [warned] = await d.run_at(warn_run, object_id)
     assert warned["type"] == AT_RISK
     assert warned["data"]["risk"]["reasons"] == [reason]
     assert instant(warned["data"]["risk"]["deadline"]) == deadline
     assert warned["data"]["current"]["eligible"] is True
     assert await d.next_check(object_id) == deadline
 
-    assert await d.run_at(deadline - MINUTE, object_id) == []
-    [lost] = await d.run_at(deadline + MINUTE, object_id)
+    lost_run = first_minute(deadline)
+    assert timedelta(0) <= lost_run - deadline < MINUTE
+    assert await d.run_at(lost_run - MINUTE, object_id) == []
+    [lost] = await d.run_at(lost_run, object_id)
     assert lost["type"] == LOST
     assert lost["data"]["detection"]["source"] == "deadline"
-    assert deadline <= instant(lost["data"]["detection"]["detectedAt"]) <= deadline + 2 * MINUTE
-    assert types(d.alerts) == [AT_RISK, LOST]  # warned once, then lost, nothing else
+    assert instant(lost["data"]["detection"]["detectedAt"]) >= deadline
+    assert types(d.alerts) == [AT_RISK, LOST]
 
 
 async def test_a_device_entering_grace_is_warned_at_the_lead_time_and_lost_at_its_deadline(
@@ -220,7 +225,7 @@ async def test_a_device_fixed_during_grace_is_cleared_and_never_lost(
     expires = (d.now() + timedelta(days=4)).replace(microsecond=0)
     sim.enter_grace(device["managedId"], expires=expires.isoformat())
     await d.look(device["id"])
-    [warned] = await d.run_at(expires - LEAD + MINUTE, device["id"])
+    [warned] = await d.run_at(first_minute(expires - LEAD), device["id"])
     assert warned["type"] == AT_RISK
 
     sim.comply(device["managedId"])  # the user fixed the setting
@@ -228,7 +233,7 @@ async def test_a_device_fixed_during_grace_is_cleared_and_never_lost(
     [cleared] = await d.new_alerts()
     assert cleared["type"] == CLEARED
     assert cleared["data"]["risk"]["reasons"] == ["GRACE_PERIOD_ENDING"]
-    assert await d.run_at(expires + MINUTE, device["id"]) == []
+    assert await d.run_at(first_minute(expires), device["id"]) == []
     assert await d.run_at(expires + timedelta(hours=3), device["id"]) == []  # past every follow-up
     state = await (await d.rt.store()).get_state(device["id"])
     assert state is not None and state.record.eligible and not state.record.risk_reasons

@@ -42,11 +42,18 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def due_key(due: datetime) -> str:
-    """The partition of a row due at `due`: the first whole minute at or after it."""
+def first_minute(due: datetime) -> datetime:
+    """The first whole minute at or after `due`, UTC: when a timer that runs at second 0 of
+    every minute (DEADLINE_SCHEDULE's default) first reads a row due at `due`, less than a
+    minute after it."""
     moment = _utc(due)
     floor = moment.replace(second=0, microsecond=0)
-    return (floor if floor == moment else floor + timedelta(minutes=1)).strftime(_KEY_FORMAT)
+    return floor if floor == moment else floor + timedelta(minutes=1)
+
+
+def due_key(due: datetime) -> str:
+    """The partition of a row due at `due`: its first whole minute."""
+    return first_minute(due).strftime(_KEY_FORMAT)
 
 
 def now_key(now: datetime) -> str:
