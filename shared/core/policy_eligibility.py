@@ -10,7 +10,8 @@ enforced policy":
 - when no enforced policy blocks but one cannot be decided for the device, the setting's verdict
   stands, with POLICY_NOT_UNDERSTOOD: devicemon never guesses a policy's answer;
 - when no policy in force (enforced or report-only) asks anything of the device, it is
-  NOT_TARGETED, like a printer under the setting: it never alerts;
+  NOT_TARGETED: it never alerts; so is a device no user signs in on (a printer, a secure VM, an
+  IoT device: scope.py), as under the setting;
 - a deleted device passes no policy: the setting's DEVICE_DELETED verdict stands.
 """
 
@@ -33,6 +34,7 @@ from shared.core.models import (
     Reason,
     Warning_,
 )
+from shared.core.scope import untargeted_profile
 
 # One order whatever order the policies were listed in: the setting's (evaluation.py: the device,
 # then compliance, then join), then blocks; a code added to Reason later goes last.
@@ -111,11 +113,11 @@ def apply_policies(
     `base` is the CA_POLICY setting's verdict on the same observation."""
     if device.deleted:
         return base
-    verdict = judge_device(policies.policies, device_json)
-    blocking = tuple(policy_ref(v) for v in verdict.blocking_policies)
-    report_only = tuple(policy_ref(v) for v in verdict.report_only_failures)
     kept = tuple(w for w in base.warnings if w not in _OWN_WARNINGS)
-    if not _targeted(verdict):
+    verdict = None if untargeted_profile(device) else judge_device(policies.policies, device_json)
+    if verdict is None or not _targeted(verdict):
+        # No policy asks anything of the device, or no user signs in on it (a printer, a secure
+        # VM, an IoT device: scope.py), whatever a policy's platforms say.
         return replace(
             base,
             eligible=True,
@@ -125,6 +127,8 @@ def apply_policies(
             report_only_failures=(),
             judged_by=JUDGED_BY_POLICIES,
         )
+    blocking = tuple(policy_ref(v) for v in verdict.blocking_policies)
+    report_only = tuple(policy_ref(v) for v in verdict.report_only_failures)
     if verdict.eligible is None:
         # No enforced policy blocks, one cannot be decided: the setting decides.
         return replace(

@@ -229,6 +229,20 @@ def test_a_device_no_policy_asks_anything_of_is_not_targeted(
     assert verdict.judged_by == JUDGED_BY_POLICIES
 
 
+@pytest.mark.parametrize("profile", ["Printer", "SecureVM", "IoT"])
+def test_a_device_no_user_signs_in_on_stays_not_targeted(profile: str) -> None:
+    """entra-docs concept-condition-filters-for-devices.md lists these profile types besides
+    RegisteredDevice; as under the setting (scope.py), no device-based policy judges them."""
+    printer = {**WINDOWS, "isCompliant": None, "profileType": profile}
+    base, verdict = judged(printer, policy_set(COMPLIANT, BOTH, REPORT_ONLY_HYBRID))
+    assert Warning_.NOT_TARGETED in base.warnings
+    assert (verdict.eligible, verdict.reasons, verdict.blocking_policies) == (True, (), ())
+    assert verdict.warnings.count(Warning_.NOT_TARGETED) == 1
+    assert verdict.report_only_failures == ()
+    registered = {**printer, "profileType": "RegisteredDevice"}
+    assert ids(judged(registered, policy_set(COMPLIANT, BOTH))[1].blocking_policies) == [1, 4]
+
+
 def test_the_settings_not_targeted_goes_when_a_policy_applies() -> None:
     """Under the hybrid setting an iPhone is out of scope (the control is Windows only); a
     policy blocking iOS targets it."""
