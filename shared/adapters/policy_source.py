@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from shared import logs
 from shared.adapters.ca_policies import CaPolicyStore, ReadStatus, StoredPolicies
-from shared.core.ca_policies import CompiledPolicy, Requirement, compile_policy
+from shared.core.ca_policies import CompiledPolicy, PolicyState, Requirement, compile_policy
 from shared.core.device_filter import NotUnderstood
 from shared.core.policy_eligibility import CompiledPolicySet
 
@@ -68,7 +68,7 @@ class InForce:
     """The policies in force (None: the CA_POLICY setting judges) and why."""
 
     policies: CompiledPolicySet | None
-    why: str  # neverRead | permissionMissing | readFailed | setting | read
+    why: str  # neverRead | permissionMissing | readFailed | setting | noDevicePolicy | read
 
     @property
     def mode(self) -> Mode:
@@ -90,7 +90,23 @@ def in_force(stored: StoredPolicies | None, source: str) -> InForce:
     if stored.last_success_at is None:
         return InForce(None, "readFailed")
     compiled = tuple(compile_policy(policy) for policy in stored.policies)
+    if source == EligibilitySource.AUTO and not any(asks_devices(p) for p in compiled):
+        # Judged by policies that ask nothing of devices, every device would be NOT_TARGETED and
+        # devicemon silent; under `auto` the setting the admin chose judges instead, and health
+        # says why. ELIGIBILITY_SOURCE=ca_policies keeps the tenant's word even then.
+        return InForce(None, "noDevicePolicy")
     return InForce(CompiledPolicySet(compiled, stored.last_success_at), "read")
+
+
+def asks_devices(policy: CompiledPolicy) -> bool:
+    """Whether an enforced policy (or one whose state devicemon cannot read) asks something of
+    the device: a device control it cannot do without, or a block narrowed by a device condition.
+    Report-only policies enforce nothing, so they do not count."""
+    if policy.state not in (PolicyState.ENABLED, None):
+        return False
+    if policy.requirement in (Requirement.ALL, Requirement.ANY, Requirement.NOT_UNDERSTOOD):
+        return True
+    return policy.requirement is Requirement.BLOCK and policy.device_scoped
 
 
 class CachedPolicies:

@@ -100,6 +100,11 @@ class EligibilityMode:
             return f"Graph refused the read at {attempt} ({PERMISSION} missing): {setting}"
         if why == "readFailed":
             return f"no read has succeeded yet (last attempt {attempt}: {stored.detail}): {setting}"
+        if why == "noDevicePolicy":
+            return (
+                f"no enforced policy read at {_iso(stored.last_success_at)} asks anything of "
+                f"devices (no device control, no device-scoped block): {setting}"
+            )
         judged = f"the tenant's policies read at {_iso(stored.last_success_at)} judge devices"
         if stored.read_at != stored.last_success_at:
             return f"{judged} (the last attempt, {attempt}, failed: {stored.detail}; they are kept)"

@@ -32,6 +32,7 @@ from shared.adapters.store import make_service
 from shared.runtime import Runtime
 from shared.settings import Settings
 from tests.local.test_graphsim_ca_policies import RISK_POLICY, tenant_policies
+from tests.shared.core.test_ca_policies import EXAMPLE_1, EXAMPLE_2, EXAMPLE_3
 
 LIST = "GET /identity/conditionalAccess/policies"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -238,3 +239,47 @@ async def test_the_fleet_mark_survives_later_reads(store: CaPolicyStore) -> None
     await store.save(PolicyRead(NOW + timedelta(hours=2), ReadStatus.OK, ()))
     stored = await store.load()
     assert stored is not None and stored.fleet_digest == "abc" and stored.policies == ()
+
+
+def _with(policy: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(policy)
+    changed.update(changes)
+    return changed
+
+
+# Graph's documented examples (conditionalaccesspolicy.md, create-policy): MFA only, a block no
+# device condition scopes, device controls offered beside MFA (disabled), a risk policy.
+ASKS_NOTHING = [EXAMPLE_1, EXAMPLE_2, EXAMPLE_3, RISK_POLICY]
+COMPLIANT_GRANT = {"operator": "OR", "builtInControls": ["compliantDevice"]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "auto_why"),
+    [
+        ([], "noDevicePolicy"),
+        # report-only enforces nothing: the setting still judges under auto
+        (
+            [
+                _with(
+                    EXAMPLE_1,
+                    state="enabledForReportingButNotEnforced",
+                    grantControls=COMPLIANT_GRANT,
+                )
+            ],
+            "noDevicePolicy",
+        ),
+        ([_with(EXAMPLE_1, grantControls=COMPLIANT_GRANT)], "read"),
+        ([_with(EXAMPLE_3, state="enabled", grantControls=COMPLIANT_GRANT)], "read"),
+    ],
+)
+def test_under_auto_policies_that_ask_nothing_of_devices_leave_the_setting_to_judge(
+    extra: list[dict[str, Any]], auto_why: str
+) -> None:
+    stored = StoredPolicies(
+        ReadStatus.OK, NOW, "", NOW, tuple(copy.deepcopy([*ASKS_NOTHING, *extra]))
+    )
+    auto = in_force(stored, "auto")
+    assert auto.why == auto_why
+    assert (auto.mode is Mode.CA_POLICIES) == (auto_why == "read")
+    # asked for explicitly, the tenant's policies judge even when they ask nothing of devices
+    assert in_force(stored, "ca_policies").mode is Mode.CA_POLICIES
