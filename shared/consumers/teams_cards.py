@@ -63,7 +63,7 @@ POLICIES = {
 SOURCES = {
     "notification": "a Microsoft Graph change notification",
     "sync": "devicemon's periodic delta sync",
-    "replay": "a replay of stored changes",
+    "replay": "a re-evaluation (a replayed change, or a change of the Conditional Access policies)",
     "deadline": "devicemon's deadline scheduler (a warning time or a deadline came)",
     "intune_watch": "devicemon's Intune watch (the Intune record changed)",
 }
