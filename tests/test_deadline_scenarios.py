@@ -3,7 +3,9 @@
 The Graph simulator plays Intune's timeline on its tenant clock (local/graphsim/intune_timeline.py:
 grace expiry, check-ins every ~8 h, the validity period, seven days in Error, each end written to
 Entra's isCompliant); devicemon's runtime judges by the same clock. Changes travel on the local
-broker: the deadline timer (handlers/deadlines.py) queues them, the processor handler
+broker: a notification's bare hint for the first sighting, the Intune watch timer
+(handlers/intune_watch.py) for Intune's moves that Entra does not show, the deadline timer
+(handlers/deadlines.py) when a warning time or deadline comes; the processor handler
 (handlers/processor.py) takes them off the queue; state and the deadline index are in Azurite;
 alerts are read from the topic and validated against docs/alert.schema.json.
 
@@ -28,6 +30,7 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 from handlers import processor
 from handlers.deadlines import deadline_timer
+from handlers.intune_watch import run_intune_watch
 from handlers.tenant_settings import refresh_tenant_settings
 from local.devhost.sbmessage import to_functions_message
 from local.graphsim.admin import SimAdmin
@@ -122,6 +125,13 @@ class Deadlines:
         await self.rt.change_queue().send([change])
         await self.process_queue(object_id, 1)
 
+    async def intune_watch(self, object_id: str) -> int:
+        """One run of the Intune watch timer (its first run records a baseline and queues
+        nothing), the device's changes processed: how many it queued."""
+        result = await run_intune_watch(self.rt)
+        await self.process_queue(object_id, result.queued)
+        return result.queued
+
     async def run_at(self, moment: datetime, object_id: str) -> list[dict[str, Any]]:
         """The clock at `moment`, one run of the deadline timer, the device's changes
         processed: the alerts raised."""
@@ -208,9 +218,10 @@ async def test_a_device_entering_grace_is_warned_at_the_lead_time_and_lost_at_it
     d = deadlines
     device = add_device(sim, name="GRACE-LAPTOP")
     await d.look(device["id"])  # first seen, compliant: no alert
+    assert await d.intune_watch(device["id"]) == 0  # the watch's baseline
     expires = (d.now() + timedelta(days=5)).replace(microsecond=0)
     sim.enter_grace(device["managedId"], expires=expires.isoformat())
-    await d.look(device["id"])  # Intune's record moved (the Intune watch's observation)
+    assert await d.intune_watch(device["id"]) == 1  # Entra unchanged; Intune's record moved
     assert await d.new_alerts() == []
 
     await warned_then_lost(d, device["id"], expires, "GRACE_PERIOD_ENDING", expires - LEAD)
@@ -222,14 +233,15 @@ async def test_a_device_fixed_during_grace_is_cleared_and_never_lost(
     d = deadlines
     device = add_device(sim, name="FIXED-LAPTOP")
     await d.look(device["id"])
+    assert await d.intune_watch(device["id"]) == 0
     expires = (d.now() + timedelta(days=4)).replace(microsecond=0)
     sim.enter_grace(device["managedId"], expires=expires.isoformat())
-    await d.look(device["id"])
+    assert await d.intune_watch(device["id"]) == 1
     [warned] = await d.run_at(first_minute(expires - LEAD), device["id"])
     assert warned["type"] == AT_RISK
 
     sim.comply(device["managedId"])  # the user fixed the setting
-    await d.look(device["id"])
+    assert await d.intune_watch(device["id"]) == 1
     [cleared] = await d.new_alerts()
     assert cleared["type"] == CLEARED
     assert cleared["data"]["risk"]["reasons"] == ["GRACE_PERIOD_ENDING"]
@@ -259,9 +271,10 @@ async def test_an_error_state_reaching_seven_days(deadlines: Deadlines, sim: Sim
     d = deadlines
     device = add_device(sim, name="ERROR-LAPTOP")
     await d.look(device["id"])
+    assert await d.intune_watch(device["id"]) == 0
     since = d.now().replace(microsecond=0)
     sim.set_compliance_error(device["managedId"], since=since.isoformat())
-    await d.look(device["id"])  # devicemon counts from when it first saw the error
+    assert await d.intune_watch(device["id"]) == 1  # counted from when devicemon saw it
     state = await (await d.rt.store()).get_state(device["id"])
     assert state is not None and state.record.compliance_error_since is not None
     seen = state.record.compliance_error_since
@@ -279,6 +292,7 @@ async def test_a_tenant_shortening_its_threshold_brings_the_deadline_forward(
     device = add_device(sim, name="SHORTENED-LAPTOP")
     stopped = sim.stop_checkins(device["managedId"])
     await d.look(device["id"])
+    assert await d.intune_watch(device["id"]) == 0
     last_sync = instant(stopped["lastSyncDateTime"])
     assert await d.next_check(device["id"]) == last_sync + timedelta(days=30) - LEAD
 
@@ -287,6 +301,7 @@ async def test_a_tenant_shortening_its_threshold_brings_the_deadline_forward(
     d.clock.jump_to(last_sync + timedelta(days=6))
     set_tenant_settings(sim, checkin_threshold_days=10)
     await refresh_tenant_settings(d.rt)
-    await d.look(device["id"])  # the Intune watch's next look at the device
+    # The watch's next run: the device's last check-in is now past the new warning point.
+    assert await d.intune_watch(device["id"]) == 1
     deadline = last_sync + timedelta(days=10)
     await warned_then_lost(d, device["id"], deadline, "CHECKIN_OVERDUE", deadline - LEAD)
