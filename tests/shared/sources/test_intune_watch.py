@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from handlers import processor
 from handlers.intune_watch import run_intune_watch
 from handlers.tenant_settings import refresh_tenant_settings
 from local.devhost import DevHost
+from local.devhost.sbmessage import to_functions_message
 from local.graphsim.admin import SimAdmin, SimClock
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.graph import DEVICE_SELECT
@@ -39,6 +43,7 @@ from shared.adapters.store import make_service
 from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.core.observations import Facts, plan
+from shared.core.snapshots import parse_time
 from shared.core.tenant_settings import TenantSettings, checkin_deadline, checkin_overdue
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
@@ -52,9 +57,11 @@ from shared.sources.intune_watch import (
     watch_change,
     watched_facts,
 )
+from shared.sources.sync import DeltaSync
 from tests.graph_helpers import add_device
-from tests.servicebus_helpers import body_json, drain_sessions
+from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs/alert.schema.json").read_text())
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OBJECT_ID = "6a59ea83-02bd-468f-a40b-f2c3d1821983"
 DEVICE_ID = "ec4f3fd2-0d4c-4e2f-9b1b-6e9d3b4a7f10"
@@ -272,17 +279,35 @@ async def watched(settings: Settings, sim: SimAdmin) -> AsyncIterator[tuple[Runt
     await rt.close()
 
 
+def _drain(rt: Runtime, stack: Any) -> list[Any]:
+    # Everything was sent before: a short wait and two receivers find it all.
+    return drain_sessions(stack.service_bus_connection, rt.settings.device_changes_queue, 0.3, 2)
+
+
 def _queued(rt: Runtime, stack: Any) -> list[DeviceChange]:
-    messages = drain_sessions(stack.service_bus_connection, rt.settings.device_changes_queue)
-    return [DeviceChange.from_json(json.dumps(body_json(m))) for m in messages]
+    return [DeviceChange.from_json(json.dumps(body_json(m))) for m in _drain(rt, stack)]
 
 
-async def _baseline(rt: Runtime, stack: Any) -> None:
+class _Processed:
+    """The delta sync's sink for setting up: each change straight into the real pipeline (the
+    queue in between is not what these tests are about, and draining it costs seconds)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def send(self, changes: Iterable[DeviceChange]) -> int:
+        pipeline = await self.rt.pipeline()
+        done = 0
+        for change in changes:
+            await pipeline.process(change)
+            done += 1
+        return done
+
+
+async def _baseline(rt: Runtime) -> None:
     """The delta sync's baseline, processed: every device stored with its full snapshot."""
-    await (await rt.delta_sync()).run("test")
-    pipeline = await rt.pipeline()
-    for change in _queued(rt, stack):
-        await pipeline.process(change)
+    sync = DeltaSync(graph=rt.graph_json(), books=await rt.bookkeeping(), sink=_Processed(rt))
+    assert (await sync.run("test")).outcome == "completed"
 
 
 async def test_a_grace_period_is_queued_once_and_evaluated_without_a_graph_read(
@@ -291,7 +316,7 @@ async def test_a_grace_period_is_queued_once_and_evaluated_without_a_graph_read(
     rt, _ = watched
     devices = [add_device(sim, name=f"WATCH-{i}") for i in range(3)]
     add_device(sim, name="NO-INTUNE", intune=False, trust_type="ServerAd", compliant=None)
-    await _baseline(rt, stack)
+    await _baseline(rt)
 
     first = await run_intune_watch(rt)
     assert (first.outcome, first.devices, first.queued) == ("baseline", 3, 0)
@@ -339,7 +364,7 @@ async def test_a_stopped_device_is_queued_at_the_warning_point_and_at_the_deadli
     await refresh_tenant_settings(rt)
     device = add_device(sim, name="OFFLINE-1")
     other = add_device(sim, name="ONLINE-1")
-    await _baseline(rt, stack)
+    await _baseline(rt)
     await run_intune_watch(rt)
     stopped = sim.stop_checkins(device["managedId"])
     deadline = datetime.fromisoformat(stopped["deadlines"]["validity"].replace("Z", "+00:00"))
@@ -407,3 +432,39 @@ async def _eventually(book: DigestBook) -> dict[str, Any]:
             return last
         await asyncio.sleep(0.1)
     raise AssertionError("the timer did not run")
+
+
+async def test_grace_seen_by_the_watch_alone_raises_at_risk_through_the_processor(
+    watched: tuple[Runtime, SimClock], sim: SimAdmin, stack: Any
+) -> None:
+    """Entering grace changes nothing in Entra: only the watch can see it. Its change, taken off
+    the queue by the processor's handler, raises the at_risk event (schema-valid) at once when
+    the grace period ends within the lead time (AT_RISK_LEAD_HOURS, 72 by default)."""
+    rt, clock = watched
+    device = add_device(sim, name="GRACE-WATCHED")
+    await _baseline(rt)
+    await run_intune_watch(rt)
+    expires = (clock() + timedelta(hours=48)).replace(microsecond=0)
+    sim.enter_grace(device["managedId"], expires=expires.isoformat())
+    _alerts(rt, stack)  # the baseline's first sightings raise none; start clean anyway
+
+    assert (await run_intune_watch(rt)).queued == 1
+    for message in _drain(rt, stack):
+        await processor.handle(to_functions_message(message), rt)
+
+    [alert] = _alerts(rt, stack)
+    jsonschema.validate(alert, SCHEMA)
+    assert alert["type"] == "devicemon.eligibility.at_risk"
+    assert alert["data"]["device"]["objectId"] == device["id"]
+    assert alert["data"]["detection"]["source"] == "intune_watch"
+    assert alert["data"]["risk"]["reasons"] == ["GRACE_PERIOD_ENDING"]
+    assert parse_time(alert["data"]["risk"]["deadline"]) == expires
+
+
+def _alerts(rt: Runtime, stack: Any) -> list[dict[str, Any]]:
+    return [
+        body_json(m)
+        for m in drain_subscription(
+            stack.service_bus_connection, rt.settings.device_alerts_topic, "audit", 0.3
+        )
+    ]
