@@ -59,10 +59,9 @@ async def _until(check: Any, within: float = 30.0) -> Any:
 
 async def deadline_story(sim: AsyncSimAdmin, watcher: Alerts) -> None:
     from handlers.deadlines import run_deadlines
+    from handlers.intune_watch import run_intune_watch
     from local.demo import bold, dim, say
     from shared.adapters.deadlines import first_minute
-    from shared.core.changes import DeviceChange
-    from shared.core.models import Source
     from shared.runtime import current
 
     rt = current()
@@ -89,21 +88,16 @@ async def deadline_story(sim: AsyncSimAdmin, watcher: Alerts) -> None:
     )
     await sim.flush_notifications()
     await _until(lambda: store.get_state(device["id"]))  # first sighting: recorded, no alert
+    await run_intune_watch(rt)  # the Intune watch's first run: a baseline, nothing queued
     view = await sim.enter_grace(managed["id"], expires=(CLOCK() + GRACE).isoformat())
     expires = datetime.fromisoformat(view["deadlines"]["grace"].replace("Z", "+00:00"))
-    # Entra still says compliant; the Intune watch's observation is what devicemon sees.
-    message_id = uuid.uuid4().hex
-    await rt.change_queue().send(
-        [
-            DeviceChange(
-                device["id"],
-                "updated",
-                Source.INTUNE_WATCH,
-                message_id,
-                message_id,
-                CLOCK().isoformat(),
-            )
-        ]
+    # Entra still says compliant: only the Intune watch sees the grace period begin.
+    watched = await run_intune_watch(rt)
+    say(
+        dim(
+            f"  Intune watch (INTUNE_WATCH_SCHEDULE): {watched.changed} device's Intune facts moved,"
+            f" {watched.queued} observation queued, {watched.graph_requests} Graph request(s)"
+        )
     )
 
     async def scheduled() -> datetime | None:
