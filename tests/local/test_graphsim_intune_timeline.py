@@ -2,7 +2,8 @@
 (device-profile-troubleshoot.md), the grace schedule (actions-for-noncompliance.md), the
 compliance status validity period (device-compliance-get-started.md) and the seven days of a
 setting in Error (compliance-policy-monitor.md). Read back through the real msgraph-sdk
-pipeline; each move to noncompliant must be a change a delta round reports."""
+pipeline; each move to noncompliant must be a change a delta round reports and a subscription
+is notified of."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from typing import Any
 
 import pytest
 
-from local.graphsim.admin import SimAdmin, SimAdminError
+from local import stack as local_stack
+from local.graphsim.admin import SimAdmin, SimAdminError, scratch_tenant
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.graph import GraphJson
 from shared.core.snapshots import parse_time
 from shared.runtime import Runtime
+from tests.local.test_graphsim_notifications import Receiver, _subscribe
+from tests.local.test_graphsim_notifications import (
+    receiver as notification_receiver,  # noqa: F401 (a fixture, shared)
+)
 
 
 @pytest.fixture
@@ -208,3 +214,26 @@ def test_admin_refuses_unknown_actions_and_devices(sim: SimAdmin) -> None:
     with pytest.raises(SimAdminError) as bad_time:
         sim.enter_grace(record["id"], expires="next tuesday")
     assert bad_time.value.status == 400
+
+
+async def test_the_end_of_grace_is_notified_like_any_other_change(
+    stack: local_stack.Stack,
+    notification_receiver: Receiver,  # noqa: F811 (the fixture imported above)
+) -> None:
+    receiver = notification_receiver
+    async with scratch_tenant(stack.graph_root, "timeline") as admin:
+        device = await admin.upsert_device(displayName="NOTIFIED", isManaged=True, isCompliant=True)
+        record = await admin.upsert_managed_device(
+            azureADDeviceId=device["deviceId"], complianceState="compliant"
+        )
+        # A directory subscription may last just under 29 days: longer than the grace period.
+        created = await _subscribe(admin, receiver.at("grace"), minutes=40_000)
+        assert created.status_code == 201
+        await admin.enter_grace(record["id"], hours=24)
+        await admin.flush_notifications()
+        assert receiver.items("grace") == []  # grace: nothing changes in Entra
+
+        await admin.advance_clock(hours=25)
+        await admin.flush_notifications()
+        [item] = receiver.items("grace")
+        assert (item["changeType"], item["resourceData"]["id"]) == ("updated", device["id"])
