@@ -10,18 +10,15 @@ a mass-event summary instead of a card per device.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
 
 from local.devhost import DevHost
@@ -30,6 +27,7 @@ from local.teams_sink import TeamsSink, describe_card
 from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, use_runtime
 from shared.settings import Settings
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import hybrid_fleet
 from tests.servicebus_helpers import (
@@ -39,13 +37,6 @@ from tests.servicebus_helpers import (
     drain_subscription,
 )
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "docs" / "alert.schema.json").read_text()
-)
-# Checked against its metaschema once: jsonschema.validate() does that again on every call, a
-# quarter of a second per alert here, minutes over the hundreds of alerts a mass event makes.
-ALERT_VALIDATOR = jsonschema.validators.validator_for(SCHEMA)(SCHEMA)
-ALERT_VALIDATOR.check_schema(SCHEMA)
 # Each scenario moves its fleet through baseline, loss and recovery on two shared cores.
 pytestmark = pytest.mark.timeout(420)
 # 96 devices keep every one of the host's 32 sessions busy three times over, and their 192
