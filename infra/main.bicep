@@ -50,6 +50,17 @@ param teamsWebhookUrl string = ''
 ])
 param caPolicy string = 'compliant_or_hybrid'
 
+@description('ELIGIBILITY_SOURCE: auto judges by the tenant\'s Conditional Access policies when they can be read (Policy.Read.All) and one asks something of devices, else by CA_POLICY.')
+@allowed([
+  'auto'
+  'ca_policies'
+  'ca_policy_setting'
+])
+param eligibilitySource string = 'auto'
+
+@description('AT_RISK_LEAD_HOURS: how long before a known deadline an eligible device is reported at_risk (1 to 720).')
+param atRiskLeadHours string = '72'
+
 @description('INTUNE_ENABLED: also read the Intune managed device and its failing compliance settings (needs DeviceManagementManagedDevices.Read.All and DeviceManagementConfiguration.Read.All).')
 param intuneEnabled bool = true
 
@@ -293,6 +304,9 @@ module functionApp 'modules/functionapp.bicep' = {
       AZURE_CLIENT_ID: identity.outputs.clientId
       TABLE_PREFIX: tablePrefix
       CA_POLICY: caPolicy
+      ELIGIBILITY_SOURCE: eligibilitySource
+      POLICY_CACHE_SECONDS: '300'
+      AT_RISK_LEAD_HOURS: atRiskLeadHours
       INTUNE_ENABLED: intuneEnabled ? 'true' : 'false'
       STALE_SIGN_IN_DAYS: staleSignInDays
       INTUNE_CHECKIN_STALE_DAYS: intuneCheckinStaleDays
