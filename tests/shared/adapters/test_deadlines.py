@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from azure.data.tables.aio import TableServiceClient
 
-from shared.adapters.deadlines import DeadlineIndex, DueRow, due_key, now_key
+from shared.adapters.deadlines import DeadlineIndex, DueRow, due_key, first_minute, now_key
 from shared.settings import Settings
 
 T0 = datetime(2026, 12, 1, 0, 15, tzinfo=UTC)
@@ -47,13 +47,18 @@ def test_a_run_reads_up_to_its_own_minute(now: datetime, key: str) -> None:
     assert now_key(now) == key
 
 
-@pytest.mark.parametrize("offset", [timedelta(0), timedelta(seconds=1), timedelta(seconds=59)])
+@pytest.mark.parametrize(
+    "offset",
+    [timedelta(0), timedelta(microseconds=1), timedelta(seconds=1), timedelta(seconds=59)],
+)
 def test_every_row_a_run_reads_is_already_due(offset: timedelta) -> None:
     # A row in a partition a run at `now` reads (key <= now's minute) has due <= now.
     due = T0 + offset
-    first_run = datetime.strptime(due_key(due), "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
-    assert due <= first_run and now_key(first_run) == due_key(due)
-    assert now_key(first_run - timedelta(microseconds=1)) < due_key(due)
+    first_run = first_minute(due)
+    assert due <= first_run < due + timedelta(minutes=1)  # read less than a minute late
+    assert first_run.second == first_run.microsecond == 0
+    assert now_key(first_run) == due_key(due)
+    assert now_key(first_run - timedelta(microseconds=1)) < due_key(due)  # and not earlier
 
 
 def test_naive_instants_are_refused() -> None:
