@@ -19,7 +19,7 @@ from datetime import datetime
 import azure.functions as func
 
 from shared import logs
-from shared.adapters.deadlines import DueRow
+from shared.adapters.deadlines import PAGE_SIZE, DueRow
 from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.runtime import Runtime, current
@@ -54,7 +54,7 @@ class DeadlineRun:
 
 
 async def run_deadlines(
-    runtime: Runtime, *, budget_seconds: float = RUN_BUDGET_SECONDS
+    runtime: Runtime, *, budget_seconds: float = RUN_BUDGET_SECONDS, page_size: int = PAGE_SIZE
 ) -> DeadlineRun:
     """Queue every row due by the runtime's clock, page by page; raises when the queue or the
     table fails (rows not deleted stay due)."""
@@ -64,7 +64,7 @@ async def run_deadlines(
     started = time.monotonic()
     queued = deleted = 0
     oldest: datetime | None = None
-    async for page in index.due(now):
+    async for page in index.due(now, page_size=page_size):
         await queue.send(deadline_change(row, now) for row in page)
         queued += len(page)
         deleted += await index.done(page)

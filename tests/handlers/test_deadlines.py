@@ -123,3 +123,18 @@ async def test_rows_stay_due_while_the_queue_cannot_take_them(
 
     assert (await run_deadlines(timed)).queued == 1
     assert [c.device_id for c in await asyncio.to_thread(queued, stack, settings)] == [object_id]
+
+
+async def test_a_run_past_its_budget_leaves_the_rest_to_the_next_run(
+    timed: Runtime, stack: Stack, settings: Settings
+) -> None:
+    index = await timed.deadlines()
+    ids = [device() for _ in range(5)]
+    for object_id in ids:
+        await index.schedule(object_id, T0 - timedelta(minutes=3), None)
+    first = await run_deadlines(timed, budget_seconds=0, page_size=2)
+    assert (first.queued, first.deleted, first.finished) == (2, 2, False)
+    rest = await run_deadlines(timed, page_size=2)
+    assert (rest.queued, rest.finished) == (3, True)
+    changes = await asyncio.to_thread(queued, stack, settings)
+    assert sorted(c.device_id for c in changes) == sorted(ids)
