@@ -220,6 +220,12 @@ def plan(
     if change is None:
         return REREAD
     if stored is not None and change.observed_at < stored.observed_at:
+        if _newer_intune(change, stored) and not (stored_deleted or stored.removed):
+            # The Intune watch read its list before a delta item of the same device was
+            # processed: the item's device facts are newer, the watch's Intune records too. Only
+            # the records apply; dropping them would leave a grace period unseen until the
+            # device next changes, since the watch does not report the same digest twice.
+            return Plan(facts=replace(stored, managed=change.managed, managed_at=change.managed_at))
         return STALE
     if change.removed:
         return Plan(facts=replace(change, device=graph_item(change.device), managed=()))
@@ -231,6 +237,16 @@ def plan(
             return REREAD
         device = merge_items(stored.device, device)
     return Plan(facts=with_held_intune(replace(change, device=device), stored, stored_deleted))
+
+
+def _newer_intune(change: Facts, stored: Facts) -> bool:
+    """Whether the change holds Intune records read after the stored ones."""
+    if change.managed is None:
+        return False
+    if stored.managed is None:
+        return True
+    read = change.managed_at or change.observed_at
+    return read > (stored.managed_at or stored.observed_at)
 
 
 def with_held_intune(facts: Facts, stored: Facts | None, stored_deleted: bool) -> Facts:

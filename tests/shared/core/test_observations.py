@@ -77,6 +77,39 @@ def test_an_observation_older_than_the_stored_one_changes_nothing(minutes: int) 
     assert plan(change, stored(), stored_deleted=False, required=REQUIRED) == STALE
 
 
+@pytest.mark.parametrize("held_managed_at", [-10, None])
+def test_intune_records_read_after_the_stored_ones_apply_even_when_the_device_part_is_older(
+    held_managed_at: int | None,
+) -> None:
+    # The Intune watch listed managed devices at minute 2; a delta item observed at minute 3 was
+    # processed first. The watch's grace period must still be seen.
+    grace = {**RECORD, "complianceState": "inGracePeriod"}
+    held = stored(
+        observed_at=at(3),
+        managed=(RECORD,) if held_managed_at is not None else None,
+        managed_at=at(held_managed_at) if held_managed_at is not None else None,
+    )
+    watch = Facts(at(2), {"id": OBJECT_ID, "deviceId": FULL["deviceId"]}, (grace,), at(2))
+
+    decided = plan(watch, held, stored_deleted=False, required=REQUIRED)
+
+    assert decided.facts is not None
+    assert decided.facts.device == FULL and decided.facts.observed_at == at(3)
+    assert (decided.facts.managed, decided.facts.managed_at) == ((grace,), at(2))
+
+
+@pytest.mark.parametrize(
+    ("held_managed_at", "deleted"),
+    [(3, False), (2, False), (-10, True)],
+)
+def test_older_intune_records_or_a_deleted_device_stay_stale(
+    held_managed_at: int, deleted: bool
+) -> None:
+    held = stored(observed_at=at(3), managed_at=at(held_managed_at))
+    watch = Facts(at(2), {"id": OBJECT_ID}, ({**RECORD, "complianceState": "error"},), at(2))
+    assert plan(watch, held, stored_deleted=deleted, required=REQUIRED) == STALE
+
+
 def test_an_observation_of_the_same_instant_is_applied_in_queue_order() -> None:
     # Two pages of one round can be read within the clock's resolution: order decides.
     change = Facts(at(0), {"id": OBJECT_ID, "isCompliant": False})
