@@ -7,22 +7,17 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
-import jsonschema
 import pytest
 
 from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from shared.runtime import Runtime, use_runtime
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.conftest import CLIENT_STATE
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_dead_letters, drain_subscription, send_raw
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[1] / "docs" / "alert.schema.json").read_text()
-)
 
 
 @pytest.fixture
@@ -95,7 +90,7 @@ async def test_notification_becomes_history_and_exactly_one_alert(
     )
     assert len(messages) == 1
     alert = body_json(messages[0])
-    jsonschema.validate(alert, SCHEMA)
+    ALERT_VALIDATOR.validate(alert)
     assert alert["type"] == "devicemon.eligibility.lost"
     assert alert["data"]["device"]["displayName"] == "E2E-LAPTOP-1"
     assert alert["data"]["detection"]["source"] == "notification"

@@ -8,11 +8,9 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import azure.functions as func
-import jsonschema
 import pytest
 
 from handlers import read_api, upkeep
@@ -23,13 +21,10 @@ from shared.core.records import pending_alert_id
 from shared.processing.pipeline import Pipeline
 from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.graph_helpers import add_device
 from tests.health_helpers import fresh_bookkeeping, health_report
 from tests.servicebus_helpers import body_json, drain_subscription
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 
 
 class BrokerDown(Exception):
@@ -117,7 +112,7 @@ async def test_the_sweep_publishes_stranded_alerts_once_and_health_tells(
     )
     alerts = [body_json(m) for m in published]
     for alert in alerts:
-        jsonschema.validate(alert, SCHEMA)
+        ALERT_VALIDATOR.validate(alert)
     assert sorted(a["id"] for a in alerts) == sorted(str(v) for v in stranded.values())
     assert sorted(str(m.message_id) for m in published) == sorted(str(v) for v in stranded.values())
     assert {a["type"] for a in alerts} == {"devicemon.eligibility.lost"}

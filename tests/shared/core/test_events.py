@@ -11,15 +11,13 @@ from shared.core.advice import why
 from shared.core.evaluation import EvaluationOptions, evaluate
 from shared.core.events import PreviousVerdict, application_properties, build_alert, event_id
 from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot, Policy, Source, Transition
+from tests.alert_helpers import ALERT_FORMAT_VALIDATOR
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 NOW = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
 
 def validate(alert: dict) -> None:
-    jsonschema.validate(alert, SCHEMA, format_checker=jsonschema.FormatChecker())
+    ALERT_FORMAT_VALIDATOR.validate(alert)
 
 
 def alert_for(

@@ -24,6 +24,7 @@ from shared.core.events import (
     with_compliance,
 )
 from shared.core.models import DeviceSnapshot, ManagedDeviceSnapshot, Policy, Source, Transition
+from tests.alert_helpers import ALERT_FORMAT_VALIDATOR, ALERT_VALIDATOR
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
@@ -96,7 +97,7 @@ def test_alerts_with_details_validate_and_properties_carry_only_a_count(
     details: ComplianceDetails,
 ) -> None:
     alert = with_compliance(lost(NONCOMPLIANT, MANAGED), details)
-    jsonschema.validate(alert, SCHEMA, format_checker=jsonschema.FormatChecker())
+    ALERT_FORMAT_VALIDATOR.validate(alert)
     props = application_properties(alert)
     if details.unavailable is None:
         assert props["failingSettings"] == len(details.failing_settings)
@@ -118,7 +119,7 @@ def test_the_schema_rejects_lists_beside_unavailable_or_half_the_lists(bad: dict
     alert = lost(NONCOMPLIANT, MANAGED)
     alert["data"]["compliance"] = bad
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(alert, SCHEMA)
+        ALERT_VALIDATOR.validate(alert)
 
 
 def test_the_schema_names_every_reason_the_details_can_give() -> None:

@@ -9,13 +9,10 @@ DeviceId". Payloads in Graph's device JSON shape."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
@@ -28,11 +25,9 @@ from shared.core.events import (
 from shared.core.models import Policy, Transition
 from shared.core.records import DeviceRecord
 from shared.core.snapshots import device_from_json
+from tests.alert_helpers import ALERT_FORMAT_VALIDATOR
 from tests.shared.core.payloads import NOW, lost_alert
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 DEVICE_ID = "6fa60d52-01e7-4b18-8055-4759461fc16b"
 OLD_OBJECT = "000005c3-b7a6-4c61-89fc-80bf5ccfc366"
 # The re-created object: a new id, the same deviceId, Pending (profileType null, no
@@ -141,7 +136,7 @@ def test_the_alert_of_a_re_created_device_names_its_previous_object() -> None:
     device = device_from_json(PENDING)
     previous = PreviousVerdict(True, (), NOW - timedelta(hours=1), OLD_OBJECT)
     alert = lost_alert(device, previous=previous, version=1)
-    jsonschema.validate(alert, SCHEMA, format_checker=jsonschema.FormatChecker())
+    ALERT_FORMAT_VALIDATOR.validate(alert)
     data = alert["data"]
     assert (data["stateVersion"], data["previous"]["objectId"]) == (1, OLD_OBJECT)
     assert data["current"]["reasons"] == ["HYBRID_JOIN_PENDING"]

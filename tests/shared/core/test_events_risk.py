@@ -26,6 +26,7 @@ from shared.core.events import (
 from shared.core.models import Evaluation, Observation, PolicyRef, Source, Transition
 from shared.core.records import DeviceRecord, record_of
 from shared.core.snapshots import device_from_json, managed_device_from_json
+from tests.alert_helpers import ALERT_FORMAT_VALIDATOR
 from tests.shared.core.test_risk import (
     DAY,
     ENTRA_JOINED,
@@ -37,14 +38,11 @@ from tests.shared.core.test_risk import (
     options,
 )
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 GRACE_ENDS = NOW + DAY
 
 
 def validate(alert: dict[str, Any]) -> None:
-    jsonschema.validate(alert, SCHEMA, format_checker=jsonschema.FormatChecker())
+    ALERT_FORMAT_VALIDATOR.validate(alert)
 
 
 def observe(device: dict[str, Any], managed: dict[str, Any] | None) -> tuple[Any, ...]:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 from azure.data.tables.aio import TableClient
 
@@ -23,12 +20,9 @@ from shared.core.records import STATE_ROW_KEY, HistoryRow, StateRow
 from shared.processing.pipeline import Pipeline
 from shared.retry import RetriesExhausted
 from shared.runtime import Runtime
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_subscription
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 
 
 class Crash(Exception):
@@ -58,7 +52,7 @@ def alerts(runtime: Runtime, stack: Any) -> list[dict[str, Any]]:
     found = []
     for message in messages:
         alert = body_json(message)
-        jsonschema.validate(alert, SCHEMA)
+        ALERT_VALIDATOR.validate(alert)
         assert message.message_id == alert["id"]
         props = {
             k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v

@@ -9,23 +9,19 @@ intune-deviceconfig-devicecompliancepolicysettingstate.md (microsoft-graph-docs-
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from local.graphsim.admin import SimAdmin
 from local.graphsim.compliance_states import set_policy_states
 from shared.core.models import Transition
 from shared.runtime import Runtime
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_subscription
 from tests.shared.processing.test_pipeline import Crash, change, crashing_once
 
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 LIST_ROUTE = "GET /deviceManagement/managedDevices/{id}/deviceCompliancePolicyStates"
 BASELINE = "3b7c9d2e-5f41-4a8b-9c6d-7e8f9a0b1c2d"
 BITLOCKER = "Windows10CompliancePolicy.BitLockerEnabled"
@@ -60,7 +56,7 @@ def published(runtime: Runtime, stack: Any) -> list[tuple[dict[str, Any], dict[s
         stack.service_bus_connection, runtime.settings.device_alerts_topic, "audit"
     ):
         alert = body_json(message)
-        jsonschema.validate(alert, SCHEMA)
+        ALERT_VALIDATOR.validate(alert)
         props = {
             k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
             for k, v in (message.application_properties or {}).items()

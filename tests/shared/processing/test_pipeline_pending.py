@@ -13,22 +13,15 @@ DeviceId". Pending = ServerAd, profileType not RegisteredDevice, no alternativeS
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
 from typing import Any
-
-import jsonschema
 
 from local.graphsim.admin import SimAdmin
 from shared.core.changes import DeviceChange
 from shared.core.models import Source, Transition
 from shared.runtime import Runtime
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.servicebus_helpers import body_json, drain_subscription
-
-SCHEMA = json.loads(
-    (Path(__file__).resolve().parents[3] / "docs" / "alert.schema.json").read_text()
-)
 
 
 def change(object_id: str, change_type: str = "updated") -> DeviceChange:
@@ -82,7 +75,7 @@ def alerts(runtime: Runtime, stack: Any) -> list[dict[str, Any]]:
         stack.service_bus_connection, runtime.settings.device_alerts_topic, "audit"
     ):
         alert = body_json(message)
-        jsonschema.validate(alert, SCHEMA)
+        ALERT_VALIDATOR.validate(alert)
         found.append(alert)
     return found
 

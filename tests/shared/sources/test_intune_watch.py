@@ -11,10 +11,8 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 
 from handlers import processor
@@ -58,10 +56,10 @@ from shared.sources.intune_watch import (
     watched_facts,
 )
 from shared.sources.sync import DeltaSync
+from tests.alert_helpers import ALERT_VALIDATOR
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs/alert.schema.json").read_text())
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 OBJECT_ID = "6a59ea83-02bd-468f-a40b-f2c3d1821983"
 DEVICE_ID = "ec4f3fd2-0d4c-4e2f-9b1b-6e9d3b4a7f10"
@@ -453,7 +451,7 @@ async def test_grace_seen_by_the_watch_alone_raises_at_risk_through_the_processo
         await processor.handle(to_functions_message(message), rt)
 
     [alert] = _alerts(rt, stack)
-    jsonschema.validate(alert, SCHEMA)
+    ALERT_VALIDATOR.validate(alert)
     assert alert["type"] == "devicemon.eligibility.at_risk"
     assert alert["data"]["device"]["objectId"] == device["id"]
     assert alert["data"]["detection"]["source"] == "intune_watch"
