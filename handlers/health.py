@@ -21,7 +21,14 @@ from shared import logs
 from shared.adapters.ca_policies import StoredPolicies
 from shared.adapters.pending_alerts import stranded
 from shared.runtime import Runtime, current
-from shared.views.health import Delivery, EligibilityMode, PermissionCheck, assess
+from shared.views.health import (
+    DEADLINE_OVERDUE_AFTER,
+    Delivery,
+    EarlyWarning,
+    EligibilityMode,
+    PermissionCheck,
+    assess,
+)
 
 log = logging.getLogger("devicemon.health")
 
@@ -105,6 +112,35 @@ async def _stored_policies(rt: Runtime) -> tuple[StoredPolicies | None, bool]:
         return None, False
 
 
+async def _early_warning(rt: Runtime) -> EarlyWarning | None:
+    """The Intune watch's last finished run and the deadline index's oldest overdue row (one
+    read each); None when they cannot be read (health then says nothing of them)."""
+    from shared.adapters.intune_digests import DigestBook, table_name
+
+    settings = rt.settings
+    try:
+        finished = None
+        if settings.intune_enabled:
+            book = DigestBook(await rt.table_service(), table_name(settings.table_prefix))
+            try:
+                last = await book.last_run()
+            finally:
+                await book.close()
+            finished = last.get("FinishedAt") if last else None
+        oldest = None
+        # The index's own clock: rows are due by the runtime's clock (a test tenant's, locally).
+        async for page in (await rt.deadlines()).due(
+            rt.now() - DEADLINE_OVERDUE_AFTER, page_size=1
+        ):
+            oldest = page[0].due
+            break
+    except Exception as exc:
+        logs.event(log, "health_early_warning_unreadable", error=type(exc).__name__)
+        return None
+    stale_after = timedelta(minutes=settings.intune_watch_stale_minutes)
+    return EarlyWarning(settings.intune_enabled, finished, stale_after, oldest)
+
+
 async def _permissions(rt: Runtime, policies: StoredPolicies | None) -> tuple[PermissionCheck, ...]:
     """The optional Graph permissions, as the last read that needed each found them. A read
     never tried, or a record that cannot be read (a table not deployed yet), says nothing."""
@@ -166,6 +202,7 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
             delivery = await _delivery(rt, now)
             policies, readable = await _stored_policies(rt)
             permissions = await _permissions(rt, policies)
+            early_warning = await _early_warning(rt)
     except Exception as exc:
         # Table storage unreachable or frozen: devicemon cannot record anything right now.
         logs.event(log, "health_unavailable", level=logging.ERROR, error=type(exc).__name__)
@@ -186,6 +223,7 @@ async def health(req: func.HttpRequest, runtime: Runtime | None = None) -> func.
         )
         if readable
         else None,
+        early_warning=early_warning,
     )
     status = 503 if report["status"] == "unhealthy" else 200
     return func.HttpResponse(json.dumps(report), status_code=status, mimetype="application/json")

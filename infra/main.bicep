@@ -332,6 +332,7 @@ module functionApp 'modules/functionapp.bicep' = {
       SUBSCRIPTION_EXPIRY_MINUTES: subscriptionExpiryMinutes
       SUBSCRIPTION_RENEW_BEFORE_MINUTES: subscriptionRenewBeforeMinutes
       SYNC_STALE_MINUTES: syncStaleMinutes
+      INTUNE_WATCH_STALE_MINUTES: '60'
       SYNC_PAGE_SIZE: syncPageSize
       TEAMS_WEBHOOK_URL: empty(teamsWebhookUrl) ? '' : '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.teamsWebhookUri})'
       TEAMS_FLAP_WINDOW_MINUTES: teamsFlapWindowMinutes

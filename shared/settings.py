@@ -82,6 +82,7 @@ class Settings:
     subscription_expiry_minutes: int = 4320
     subscription_renew_before_minutes: int = 1440
     sync_stale_minutes: int = 30
+    intune_watch_stale_minutes: int = 60
     sync_page_size: int | None = None
     # --- stranded alerts and health ---
     pending_alert_sweep_seconds: int = 120
@@ -187,6 +188,7 @@ class Settings:
                 MAX_DIRECTORY_SUBSCRIPTION_MINUTES,
             ),
             sync_stale_minutes=_int(env, "SYNC_STALE_MINUTES", 30, 1, 10080),
+            intune_watch_stale_minutes=_int(env, "INTUNE_WATCH_STALE_MINUTES", 60, 5, 10080),
             sync_page_size=_int(env, "SYNC_PAGE_SIZE", 0, 0, 999) or None,
             pending_alert_sweep_seconds=_int(env, "PENDING_ALERT_SWEEP_SECONDS", 120, 10, 86_400),
             health_failure_window_minutes=_int(env, "HEALTH_FAILURE_WINDOW_MINUTES", 15, 1, 1440),

@@ -213,6 +213,58 @@ def detection_mode(subscription: SubscriptionRecord, now: datetime) -> dict[str,
     }
 
 
+# A deadline row still waiting this long after it came due means the deadline timer is not
+# running (it reads the index every minute and hands rows over within seconds).
+DEADLINE_OVERDUE_AFTER = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyWarning:
+    """The timers that see a device coming to its deadline (issue 12): the Intune watch, whose
+    last finished run is recorded in its table, and the deadline timer, whose failure shows as
+    rows left in the deadline index past their due time. Either one stopped: devicemon still
+    reports what changes in Entra, but warns late or not at all, and reports a grace period's
+    end at the next Entra change rather than within a minute: degraded."""
+
+    intune_enabled: bool
+    watch_finished_at: datetime | None
+    watch_stale_after: timedelta
+    oldest_overdue: datetime | None  # the oldest deadline row due before now - the grace
+
+    def problems(self, now: datetime) -> list[str]:
+        found = []
+        # A watch that never finished a run is reported (lastFinishedAt null) but is no problem
+        # yet: a new deployment's first run is up to one interval away, and nothing records
+        # when devicemon started watching.
+        finished = self.watch_finished_at
+        if self.intune_enabled and finished is not None and now - finished > self.watch_stale_after:
+            minutes = int((now - finished).total_seconds() // 60)
+            found.append(
+                f"the Intune watch last finished a run {minutes} min ago: grace periods "
+                "and check-ins are seen late"
+            )
+        if self.oldest_overdue is not None:
+            minutes = int((now - self.oldest_overdue).total_seconds() // 60)
+            found.append(
+                f"a device deadline came due {minutes} min ago and is still waiting: the "
+                "deadline timer is not running (at_risk and lost at deadlines are late)"
+            )
+        return found
+
+    def report(self, now: datetime) -> dict[str, Any]:
+        return {
+            "intuneWatch": {
+                "enabled": self.intune_enabled,
+                "lastFinishedAt": _iso(self.watch_finished_at),
+                "staleAfterSeconds": round(self.watch_stale_after.total_seconds()),
+            },
+            "deadlines": {
+                "oldestOverdueAt": _iso(self.oldest_overdue),
+                "overdueAfterSeconds": round(DEADLINE_OVERDUE_AFTER.total_seconds()),
+            },
+        }
+
+
 def assess(
     sync: SyncState,
     subscription: SubscriptionRecord,
@@ -224,6 +276,7 @@ def assess(
     delivery: Delivery | None = None,
     permissions: tuple[PermissionCheck, ...] = (),
     eligibility: EligibilityMode | None = None,
+    early_warning: EarlyWarning | None = None,
 ) -> dict[str, Any]:
     """healthy: sync fresh, notifications live, every alert delivered.
     degraded: devicemon still sees and reports every change, but late or at risk:
@@ -232,7 +285,8 @@ def assess(
     A Graph permission that an optional feature needs and that Graph refused is degraded too:
     alerts still flow, but say less than they should (which permission, and what is lost).
     So is ELIGIBILITY_SOURCE=ca_policies while the policies cannot be read (the CA_POLICY
-    setting judges instead). `eligibility` None: the policy table could not be read.
+    setting judges instead). `eligibility` None: the policy table could not be read. So is an
+    early-warning timer that stopped (EarlyWarning).
     unhealthy: changes may go unseen or unreported: the sync is stale or never succeeded, or
     messages sit in a dead-letter queue (nothing retries them without an operator)."""
     delivery = delivery or Delivery()
@@ -259,6 +313,8 @@ def assess(
     mode_problem = eligibility.problem() if eligibility is not None else None
     if mode_problem:
         degraded.append(mode_problem)
+    if early_warning is not None:
+        degraded += early_warning.problems(now)
     problems = critical + problems + degraded
     if not sync_fresh or critical:
         status = "unhealthy"
@@ -273,6 +329,7 @@ def assess(
         "detection": detection,
         "permissions": [check.report() for check in permissions],
         "eligibility": eligibility.report() if eligibility is not None else None,
+        "earlyWarning": early_warning.report(now) if early_warning is not None else None,
         "sync": {
             "lastSuccessAt": _iso(sync.last_success_at),
             "lagSeconds": round(lag.total_seconds()) if lag is not None else None,

@@ -125,6 +125,7 @@ ENV_NAMES = {
     "subscription_expiry_minutes": "SUBSCRIPTION_EXPIRY_MINUTES",
     "subscription_renew_before_minutes": "SUBSCRIPTION_RENEW_BEFORE_MINUTES",
     "sync_stale_minutes": "SYNC_STALE_MINUTES",
+    "intune_watch_stale_minutes": "INTUNE_WATCH_STALE_MINUTES",
     "sync_page_size": "SYNC_PAGE_SIZE",
     "teams_webhook_url": "TEAMS_WEBHOOK_URL",
     "teams_flap_window_minutes": "TEAMS_FLAP_WINDOW_MINUTES",

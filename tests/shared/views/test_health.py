@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.bookkeeping import SubscriptionRecord, SyncState
-from shared.views.health import PermissionCheck, assess
+from shared.views.health import EarlyWarning, PermissionCheck, assess
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 LIVE = SubscriptionRecord("sub-1", "active", expires_at=NOW + timedelta(days=2))
@@ -152,3 +152,57 @@ def test_a_missing_optional_permission_is_degraded_and_named(
     assert len(named) == (1 if MISSING in permissions else 0)
     if named:
         assert "cannot name the failing compliance" in named[0] and "grant-graph" in named[0]
+
+
+# --- the early-warning timers: the Intune watch and the deadline timer ----------------------
+
+HOUR = timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("intune", "finished_ago", "overdue_ago", "problems"),
+    [
+        (True, timedelta(minutes=14), None, []),
+        (True, timedelta(minutes=60), None, []),  # at the limit: not yet late
+        (True, timedelta(minutes=61), None, ["Intune watch last finished a run 61 min ago"]),
+        (False, timedelta(days=3), None, []),  # Intune off: the watch does not run
+        (True, None, None, []),  # never finished: a new deployment's first run is still due
+        (True, None, timedelta(minutes=7), ["deadline came due 7 min ago"]),
+        (
+            True,
+            timedelta(hours=5),
+            timedelta(hours=2),
+            ["Intune watch last finished a run 300 min ago", "deadline came due 120 min ago"],
+        ),
+    ],
+)
+def test_a_stopped_early_warning_timer_is_degraded_and_named(
+    intune: bool,
+    finished_ago: timedelta | None,
+    overdue_ago: timedelta | None,
+    problems: list[str],
+) -> None:
+    early = EarlyWarning(
+        intune_enabled=intune,
+        watch_finished_at=NOW - finished_ago if finished_ago else None,
+        watch_stale_after=HOUR,
+        oldest_overdue=NOW - overdue_ago if overdue_ago else None,
+    )
+    sync = SyncState(last_success_at=NOW - timedelta(minutes=1))
+    report = assess(
+        sync,
+        LIVE,
+        now=NOW,
+        stale_after=timedelta(minutes=30),
+        devices=10,
+        ineligible=0,
+        early_warning=early,
+    )
+    assert report["status"] == ("degraded" if problems else "healthy")
+    assert len(report["problems"]) == len(problems)
+    for found, expected in zip(report["problems"], problems, strict=True):
+        assert expected in found
+    assert report["earlyWarning"]["intuneWatch"]["staleAfterSeconds"] == 3600
+    assert report["earlyWarning"]["deadlines"]["oldestOverdueAt"] == (
+        (NOW - overdue_ago).isoformat().replace("+00:00", "Z") if overdue_ago else None
+    )
