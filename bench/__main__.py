@@ -10,11 +10,11 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import alerts, detection, intune_watch, processor, sync, webhook
+from bench import alerts, deadlines, detection, intune_watch, processor, sync, webhook
 from bench.common import machine
 from local import stack as local_stack
 
@@ -92,7 +92,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument(
         "--only",
-        choices=["webhook", "processor", "sync", "alerts", "baseline", "detection", "intune_watch"],
+        choices=[
+            "webhook",
+            "processor",
+            "sync",
+            "alerts",
+            "baseline",
+            "detection",
+            "intune_watch",
+            "deadlines",
+        ],
         default=None,
     )
     parser.add_argument(
@@ -108,6 +117,12 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument(
         "--watch-devices", type=int, default=20_000, help="Intune watch; 100000 for the figures"
+    )
+    parser.add_argument(
+        "--deadline-devices",
+        type=int,
+        default=20_000,
+        help="deadline index; 100000 for the figures",
     )
     parser.add_argument("--naive-devices", type=int, default=200)
     parser.add_argument("--latency-ms", type=int, default=50)
@@ -185,6 +200,20 @@ def main() -> None:
             result = asyncio.run(intune_watch.measure(stack, args.watch_devices, 100))
             report["intune_watch"] = result
             intune_watch.report(result)
+        if args.only in (None, "deadlines"):
+            # A day of minute runs; rows written for the next 6 days, 10% of the fleet moved.
+            days = asyncio.run(
+                deadlines.measure(
+                    stack.tables_connection,
+                    args.deadline_devices,
+                    timedelta(days=27),
+                    args.deadline_devices // 10,
+                    timedelta(days=6),
+                    args.deadline_devices // 5,
+                )
+            )
+            report["deadlines"] = days
+            deadlines.report(days)
     write(report)
 
 
