@@ -25,9 +25,16 @@ ARTIFACTS = Path(
 CLIENT_STATE = "test-client-state-\u00e9-secret"
 
 
+# Under pytest-xdist (`make test` runs two workers) each worker starts its own stack on free
+# ports; its logs go to a folder of its own.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[local_stack.Stack]:
-    with local_stack.start(log_dir=ARTIFACTS / "stack") as running:
+    with local_stack.start(
+        log_dir=ARTIFACTS / f"stack{'-' + _WORKER if _WORKER else ''}"
+    ) as running:
         yield running
 
 
