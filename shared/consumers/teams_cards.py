@@ -25,6 +25,7 @@ from shared.core.alert_view import AlertView
 from shared.core.compliance_details import ComplianceDetails
 from shared.core.models import PolicyRef
 from shared.core.os_names import os_label
+from shared.core.policy_eligibility import conditions_phrase
 
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -66,20 +67,6 @@ SOURCES = {
     "replay": "a re-evaluation (a replayed change, or a change of the Conditional Access policies)",
     "deadline": "devicemon's deadline scheduler (a warning time or a deadline came)",
     "intune_watch": "devicemon's Intune watch (the Intune record changed)",
-}
-# The conditionalAccessConditionSet keys devicemon does not judge (microsoft-graph-docs-contrib
-# conditionalaccessconditionset.md): a blocking policy holds for the sign-ins they let through.
-CONDITIONS = {
-    "users": "some users",
-    "applications": "some apps",
-    "clientApplications": "some workload identities",
-    "locations": "some locations",
-    "clientAppTypes": "some client app types",
-    "signInRiskLevels": "risky sign-ins",
-    "userRiskLevels": "risky users",
-    "servicePrincipalRiskLevels": "risky service principals",
-    "insiderRiskLevels": "some insider risk levels",
-    "authenticationFlows": "some authentication flows",
 }
 MAX_POLICIES = 5  # blocking policies named on a card; the rest are counted
 # --- small helpers ---------------------------------------------------------------------------
@@ -271,15 +258,11 @@ def compliance_blocks(details: ComplianceDetails | None) -> list[Card]:
     return blocks
 
 
-def conditions_in_words(conditions: Iterable[str]) -> str:
-    words = [CONDITIONS.get(c, clip(c, 40)) for c in conditions]
-    return ", ".join(words[:-1]) + f" and {words[-1]}" if len(words) > 1 else "".join(words)
-
-
 def policy_line(policy: PolicyRef) -> str:
     line = f"**{clip(policy.display_name or policy.policy_id, 120)}**"
     if policy.conditional_on:
-        line += f" (for {conditions_in_words(policy.conditional_on)})"
+        # The same words as the CLI, the read API's consumers and the report.
+        line += f" ({clip(conditions_phrase(policy.conditional_on), 160)})"
     if policy.reasons:
         line += f": {explain.reasons_in_words(policy.reasons)}"
     return line

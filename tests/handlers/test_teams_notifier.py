@@ -421,7 +421,7 @@ async def test_a_policy_change_that_blocks_many_devices_is_one_summary_naming_th
     name = teams_settings.table_prefix
     assert labels(sink, name) == ["🔴 LOST ELIGIBILITY"] * 4 + ["🟠 MASS EVENT"]
     lost, summary = sink.cards(name)[0], sink.cards(name)[4]
-    assert "**Require compliant device for all users** (for some users)" in str(lost)
+    assert "**Require compliant device for all users** (for the users it selects)" in str(lost)
     assert "5 of 5 are blocked by **Require compliant device for all users**" in str(summary)
 
 

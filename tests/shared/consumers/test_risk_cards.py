@@ -159,10 +159,10 @@ def test_a_lost_card_names_the_blocking_policies_and_what_they_are_conditional_o
     assert "Blocked by" in words
     assert "**Require compliant device for all users**: not compliant" in words
     assert (
-        "**Block unmanaged Windows for Finance** (for some users and some apps): not compliant"
+        "**Block unmanaged Windows for Finance** (for the users and applications it selects): not compliant"
         in words
     )
-    assert "**Kiosk block** (for some locations): blocked by a policy" in words
+    assert "**Kiosk block** (for the locations it selects): blocked by a policy" in words
     assert "Report-only policies it would also fail: Require hybrid (pilot)" in words
     assert "CA requires: what the tenant's Conditional Access policies require" in words
 
@@ -179,7 +179,10 @@ def test_an_at_risk_card_names_the_policies_that_will_block_it() -> None:
     check(card)
     words = texts(card)
     assert "Policies that will block it" in words
-    assert "**Block unmanaged Windows for Finance** (for some users and some apps)" in words
+    assert (
+        "**Block unmanaged Windows for Finance** (for the users and applications it selects)"
+        in words
+    )
 
 
 def test_many_blocking_policies_are_cut_and_counted() -> None:
