@@ -249,8 +249,10 @@ class Evaluation:
             tuple(r.value for r in self.risk_reasons),
             self.deadline.isoformat() if self.deadline else None,
             self.compliance_error_since.isoformat() if self.compliance_error_since else None,
-            tuple((p.policy_id, p.reasons) for p in self.blocking_policies),
-            tuple((p.policy_id, p.reasons) for p in self.report_only_failures),
+            # Names too: a renamed policy is re-judged (its digest moves) and the stored verdict
+            # must then say the new name, not keep the old one until the device next changes.
+            tuple((p.policy_id, p.display_name, p.reasons) for p in self.blocking_policies),
+            tuple((p.policy_id, p.display_name, p.reasons) for p in self.report_only_failures),
             self.judged_by,
         )
         empty = ((), None, None, (), (), JUDGED_BY_SETTING)

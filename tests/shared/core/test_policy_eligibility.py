@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared.core.ca_policies import compile_policies, compile_policy
-from shared.core.evaluation import EvaluationOptions, evaluate
+from shared.core.evaluation import EvaluationOptions, evaluate, fingerprint
 from shared.core.models import (
     JUDGED_BY_POLICIES,
     JUDGED_BY_SETTING,
@@ -376,3 +376,16 @@ def test_the_conditions_in_words(conditional_on: tuple[str, ...], phrase: str) -
 )
 def test_a_policy_in_words(ref: PolicyRef, phrase: str) -> None:
     assert policy_phrase(ref) == phrase
+
+
+def test_a_renamed_blocking_policy_is_re_judged_and_stored_under_its_new_name() -> None:
+
+    device_json = {**WINDOWS, "isCompliant": False}
+    device = device_from_json(device_json)
+    before, after = policy_set(COMPLIANT), policy_set({**COMPLIANT, "displayName": "CA01 renamed"})
+    assert before.digest != after.digest  # the fleet is queued again after a rename
+    old = evaluate(device, None, EvaluationOptions(), NOW, device_json=device_json, policies=before)
+    new = evaluate(device, None, EvaluationOptions(), NOW, device_json=device_json, policies=after)
+    assert [p.display_name for p in new.blocking_policies] == ["CA01 renamed"]
+    # a new digest: the stored verdict (and its history) takes the new name
+    assert fingerprint(device, None, old) != fingerprint(device, None, new)
