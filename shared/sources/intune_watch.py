@@ -108,7 +108,7 @@ def _time(value: Any) -> datetime | None:
             if parsed.tzinfo is not None:
                 return parsed
         except ValueError:
-            pass
+            pass  # not ISO 8601 as Python reads it: parse_time below decides, and says why
     try:
         return parse_time(value)
     except SnapshotError:

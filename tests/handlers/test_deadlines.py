@@ -19,6 +19,7 @@ from shared.core.changes import DeviceChange
 from shared.core.models import Source
 from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.devhost_helpers import run_timer_in_dev_host
 from tests.servicebus_helpers import body_json, drain_sessions
 
 T0 = datetime(2026, 12, 1, 0, 15, 20, tzinfo=UTC)
@@ -143,29 +144,15 @@ async def test_a_run_past_its_budget_leaves_the_rest_to_the_next_run(
 async def test_the_timer_declared_in_function_app_runs_in_the_dev_host(
     runtime: Runtime, stack: Stack, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from local.devhost import DevHost
-    from shared.runtime import use_runtime
-
     monkeypatch.setenv("DEADLINE_SCHEDULE", "0 */1 * * * *")
     index = await runtime.deadlines()
     due = device()
     await index.schedule(due, datetime.now(UTC) - timedelta(minutes=1), None)
-    use_runtime(runtime)
-    try:
-        async with DevHost(
-            "function_app:app",
-            port=0,
-            only={"timer"},
-            host_json={"version": "2.0", "functions": ["run_deadlines"]},
-        ) as host:
-            assert await host.trigger("run_deadlines")
-            for _ in range(300):  # the timer runs on the host's task
-                if not [row async for page in index.due(datetime.now(UTC)) for row in page]:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the deadline timer did not hand the row over")
-    finally:
-        use_runtime(None)
+
+    async def handed_over() -> bool | None:
+        left = [row async for page in index.due(datetime.now(UTC)) for row in page]
+        return True if not left else None
+
+    assert await run_timer_in_dev_host(runtime, "run_deadlines", handed_over)
     [change] = queued(stack, settings)
     assert (change.device_id, change.source) == (due, Source.DEADLINE)

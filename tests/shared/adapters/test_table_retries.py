@@ -91,7 +91,7 @@ class ResettingProxy:
                 up_writer.write(chunk)
                 await up_writer.drain()
         except ConnectionError:
-            pass
+            pass  # either side hung up (or the proxy reset it): this connection is done
         finally:
             answers.cancel()
             await asyncio.gather(answers, return_exceptions=True)

@@ -4,14 +4,12 @@ evaluating a device with what the timer stored."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from handlers.tenant_settings import refresh_tenant_settings
-from local.devhost import DevHost
 from local.graphsim.admin import SimAdmin
 from local.graphsim.tenant_settings import set_tenant_settings
 from shared.adapters.store import make_service
@@ -24,8 +22,9 @@ from shared.adapters.tenant_settings import (
 from shared.core.changes import DeviceChange
 from shared.core.models import Source, Warning_
 from shared.core.tenant_settings import DEFAULT, KEPT, READ, TenantSettings
-from shared.runtime import Runtime, use_runtime
+from shared.runtime import Runtime
 from shared.settings import Settings
+from tests.devhost_helpers import run_timer_in_dev_host
 from tests.graph_helpers import add_device
 
 ROUTE = "GET /deviceManagement/settings"
@@ -167,26 +166,10 @@ async def test_the_timer_declared_in_function_app_runs_in_the_dev_host(
 ) -> None:
     monkeypatch.setenv("TENANT_SETTINGS_SCHEDULE", "0 30 3 * * *")
     set_tenant_settings(sim, checkin_threshold_days=12, secure_by_default=True)
-    use_runtime(runtime)
-    try:
-        async with DevHost(
-            "function_app:app",
-            port=0,
-            only={"timer"},
-            host_json={"version": "2.0", "functions": ["refresh_tenant_settings"]},
-        ) as host:
-            assert await host.trigger("refresh_tenant_settings")
-            stored = await _eventually_read(book)
-    finally:
-        use_runtime(None)
-    assert (stored.checkin_threshold_days, stored.secure_by_default) == (12, True)
 
-
-async def _eventually_read(book: TenantSettingsBook) -> TenantSettings:
-    """The stored settings once the timer has written them (it runs on the host's task)."""
-    for _ in range(300):
+    async def read() -> TenantSettings | None:
         stored = (await book.load()).settings
-        if stored.status == READ:
-            return stored
-        await asyncio.sleep(0.1)
-    raise AssertionError("the timer did not store the settings")
+        return stored if stored.status == READ else None
+
+    stored = await run_timer_in_dev_host(runtime, "refresh_tenant_settings", read)
+    assert (stored.checkin_threshold_days, stored.secure_by_default) == (12, True)

@@ -6,7 +6,6 @@ without reading Graph again."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
@@ -18,7 +17,6 @@ import pytest
 from handlers import processor
 from handlers.intune_watch import run_intune_watch
 from handlers.tenant_settings import refresh_tenant_settings
-from local.devhost import DevHost
 from local.devhost.sbmessage import to_functions_message
 from local.graphsim.admin import SimAdmin, SimClock
 from local.graphsim.tenant_settings import set_tenant_settings
@@ -43,7 +41,7 @@ from shared.core.models import Source
 from shared.core.observations import Facts, plan
 from shared.core.snapshots import parse_time
 from shared.core.tenant_settings import TenantSettings, checkin_deadline, checkin_overdue
-from shared.runtime import Runtime, use_runtime
+from shared.runtime import Runtime
 from shared.settings import Settings
 from shared.sources.intune_watch import (
     FRESH,
@@ -57,6 +55,7 @@ from shared.sources.intune_watch import (
 )
 from shared.sources.sync import DeltaSync
 from tests.alert_helpers import ALERT_VALIDATOR
+from tests.devhost_helpers import run_timer_in_dev_host
 from tests.graph_helpers import add_device
 from tests.servicebus_helpers import body_json, drain_sessions, drain_subscription
 
@@ -405,31 +404,13 @@ async def test_the_timer_declared_in_function_app_runs_in_the_dev_host(
         add_device(sim, name=f"TIMER-{i}")
     service = make_service(settings)
     book = DigestBook(service, table_name(settings.table_prefix))
-    use_runtime(runtime)
     try:
-        async with DevHost(
-            "function_app:app",
-            port=0,
-            only={"timer"},
-            host_json={"version": "2.0", "functions": ["watch_intune"]},
-        ) as host:
-            assert await host.trigger("watch_intune")
-            last = await _eventually(book)
+        # the run row; None while the table or the row is not there
+        last = await run_timer_in_dev_host(runtime, "watch_intune", book.last_run)
     finally:
-        use_runtime(None)
         await book.close()
         await service.close()
     assert (last["Outcome"], last["Devices"], last["Queued"]) == ("baseline", 2, 0)
-
-
-async def _eventually(book: DigestBook) -> dict[str, Any]:
-    """The run row once the timer has written it (it runs on the host's task)."""
-    for _ in range(300):
-        last = await book.last_run()  # None while the table or the row is not there
-        if last is not None:
-            return last
-        await asyncio.sleep(0.1)
-    raise AssertionError("the timer did not run")
 
 
 async def test_grace_seen_by_the_watch_alone_raises_at_risk_through_the_processor(
