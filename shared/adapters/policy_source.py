@@ -15,15 +15,14 @@ judges until a read succeeds again.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from shared import logs
 from shared.adapters.ca_policies import CaPolicyStore, ReadStatus, StoredPolicies
+from shared.adapters.reloaded import Reloaded
 from shared.core.ca_policies import CompiledPolicy, PolicyState, Requirement, compile_policy
 from shared.core.device_filter import NotUnderstood
 from shared.core.policy_eligibility import CompiledPolicySet
@@ -121,43 +120,22 @@ class CachedPolicies:
         clock: Callable[[], datetime],
         ttl: timedelta = timedelta(seconds=DEFAULT_CACHE_SECONDS),
     ) -> None:
-        self._store = store
-        self._source = source
-        self._clock = clock
-        self._ttl = ttl
-        self._value: InForce | None = None
-        self._loaded_at: datetime | None = None
-        self._lock = asyncio.Lock()
+        async def load() -> InForce:
+            if source == EligibilitySource.CA_POLICY_SETTING:
+                return in_force(None, source)  # no table read for a fixed choice
+            return in_force(await store.load(), source)
 
-    def _fresh(self, now: datetime) -> bool:
-        return (
-            self._value is not None
-            and self._loaded_at is not None
-            and now - self._loaded_at < self._ttl
+        self._cached = Reloaded(
+            load,
+            clock=clock,
+            ttl=ttl,
+            fallback=lambda: InForce(None, "readFailed"),
+            event="policies_load_failed",
+            timeout=LOAD_SECONDS,
         )
 
     async def state(self) -> InForce:
-        now = self._clock()
-        if self._fresh(now):
-            assert self._value is not None
-            return self._value
-        async with self._lock:
-            if not self._fresh(now):
-                self._value = await self._load()
-                self._loaded_at = now
-        assert self._value is not None
-        return self._value
-
-    async def _load(self) -> InForce:
-        if self._source == EligibilitySource.CA_POLICY_SETTING:
-            return in_force(None, self._source)  # no table read for a fixed choice
-        try:
-            async with asyncio.timeout(LOAD_SECONDS):
-                stored = await self._store.load()
-            return in_force(stored, self._source)
-        except Exception as exc:  # storage down, a row that cannot be read: keep what we have
-            logs.event(log, "policies_load_failed", level=logging.WARNING, error=str(exc))
-            return self._value or InForce(None, "readFailed")
+        return await self._cached.get()
 
     async def current(self) -> CompiledPolicySet | None:
         """The Pipeline's `policies`: the compiled set, or None for the CA_POLICY setting."""

@@ -23,6 +23,7 @@ from kiota_abstractions.api_error import APIError
 
 from shared import logs
 from shared.adapters.graph import GraphJson, error_text
+from shared.adapters.reloaded import Reloaded
 from shared.adapters.table_adapter import TableAdapter
 from shared.core.tenant_settings import (
     DEFAULT,
@@ -155,25 +156,16 @@ class CachedTenantSettings:
     def __init__(
         self, book: TenantSettingsBook, clock: Callable[[], datetime], ttl: timedelta = CACHE_TTL
     ) -> None:
-        self._book = book
-        self._clock = clock
-        self._ttl = ttl
-        self._value: TenantSettings | None = None
-        self._loaded_at: datetime | None = None
-        self._lock = asyncio.Lock()
+        async def load() -> TenantSettings:
+            return (await book.load()).settings
+
+        self._cached = Reloaded(
+            load,
+            clock=clock,
+            ttl=ttl,
+            fallback=TenantSettings,
+            event="tenant_settings_load_failed",
+        )
 
     async def current(self) -> TenantSettings:
-        now = self._clock()
-        if self._value is not None and self._loaded_at and now - self._loaded_at < self._ttl:
-            return self._value
-        async with self._lock:
-            if self._value is None or not self._loaded_at or now - self._loaded_at >= self._ttl:
-                try:
-                    self._value = (await self._book.load()).settings
-                except Exception as exc:  # any storage failure: keep what we have
-                    logs.event(
-                        log, "tenant_settings_load_failed", level=logging.WARNING, error=str(exc)
-                    )
-                    self._value = self._value or TenantSettings()
-                self._loaded_at = now
-        return self._value
+        return await self._cached.get()

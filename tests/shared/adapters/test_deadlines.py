@@ -3,6 +3,7 @@ move, clear, the key-range read of what is due, and deleting only what was hande
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -198,3 +199,23 @@ async def test_pages_follow_the_continuation(counted: tuple[DeadlineIndex, Reque
     pages = [page async for page in index.due(T0, page_size=10)]
     assert [len(p) for p in pages] == [10, 10, 5] and requests.count == 3
     assert {r.object_id for p in pages for r in p} == ids
+
+
+async def test_one_index_serves_concurrent_evaluations(
+    counted: tuple[DeadlineIndex, Requests],
+) -> None:
+    """The runtime's one DeadlineIndex is told by every pipeline invocation the host runs at once
+    (host.json: 32 sessions): each device ends with exactly its latest row."""
+    index, _ = counted
+    ids = [device() for _ in range(64)]
+    first = [T0 - timedelta(minutes=n % 3) for n in range(64)]
+    await asyncio.gather(*(index.schedule(i, at, None) for i, at in zip(ids, first, strict=True)))
+    # every device moves at once, half to a later minute, half to nothing (no longer due)
+    moved = [T0 - timedelta(minutes=5) if n % 2 else None for n in range(64)]
+    await asyncio.gather(
+        *(index.schedule(i, to, at) for i, to, at in zip(ids, moved, first, strict=True))
+    )
+    rows = [row for page in [p async for p in index.due(T0)] for row in page]
+    expected = {i: to for i, to in zip(ids, moved, strict=True) if to is not None}
+    assert {r.object_id: r.due for r in rows} == expected
+    assert len(rows) == len(expected)

@@ -4,6 +4,7 @@ evaluating a device with what the timer stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -115,6 +116,36 @@ async def test_a_worker_sees_a_changed_threshold_after_its_cache_period(
     assert (await cache.current()).checkin_threshold_days == 30  # within the period: no read
     clock[0] = now + timedelta(minutes=10)
     assert (await cache.current()).checkin_threshold_days == 10
+
+
+class CountingBook(TenantSettingsBook):
+    """The real table adapter, counting the loads that reach the table."""
+
+    loads = 0
+
+    async def load(self) -> StoredSettings:
+        self.loads += 1
+        await asyncio.sleep(0)  # let the other callers pile up behind the first load
+        return await super().load()
+
+
+async def test_many_concurrent_evaluations_share_one_load_per_period(
+    settings: Settings, book: TenantSettingsBook
+) -> None:
+    service = make_service(settings)
+    counting = CountingBook(service, settings.sync_table)
+    now = datetime(2026, 11, 29, 12, tzinfo=UTC)
+    clock = [now]
+    cache = CachedTenantSettings(counting, lambda: clock[0], ttl=timedelta(minutes=10))
+    await book.save(StoredSettings(TenantSettings(14, True, now, READ), now))
+
+    first = await asyncio.gather(*(cache.current() for _ in range(200)))
+    assert {s.checkin_threshold_days for s in first} == {14} and counting.loads == 1
+    clock[0] = now + timedelta(minutes=10)
+    await asyncio.gather(*(cache.current() for _ in range(200)))
+    assert counting.loads == 2
+    await counting.close()
+    await service.close()
 
 
 def _change(device_id: str) -> DeviceChange:
